@@ -1,0 +1,3 @@
+"""voiceflex: voice-guided routine player."""
+
+__version__ = "0.1.0"

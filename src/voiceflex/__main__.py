@@ -1,0 +1,5 @@
+"""Entry point for `python -m voiceflex`."""
+
+from voiceflex.cli import main
+
+raise SystemExit(main())

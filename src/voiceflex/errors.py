@@ -1,0 +1,83 @@
+"""The one exception hierarchy of voiceflex, and the exit status of each kind."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+# Exit statuses, SPEC section 3.  Defined here once; the CLI only looks them up.
+EXIT_OK = 0
+EXIT_FAILURE = 1  # engine, encoder, device, anything not the user's input
+EXIT_BAD_INPUT = 2  # routine files, arguments
+
+
+@dataclass(frozen=True)
+class Location:
+    """A place in a routine file; line and column count from 1."""
+
+    file: str
+    line: int
+    column: int
+
+    def __str__(self) -> str:
+        return f"{self.file}:{self.line}:{self.column}"
+
+
+@dataclass(frozen=True)
+class Diagnostic:
+    """One problem in a routine file, with the line it came from for display."""
+
+    location: Location
+    message: str
+    source_line: str | None = None
+
+    def __str__(self) -> str:
+        return f"{self.location}: {self.message}"
+
+
+class VoiceflexError(Exception):
+    """Base of every error voiceflex reports to its user."""
+
+    exit_code = EXIT_FAILURE
+    hint: str | None = None
+
+    def __init__(self, message: str, hint: str | None = None):
+        super().__init__(message)
+        if hint is not None:
+            self.hint = hint
+
+
+class UsageError(VoiceflexError):
+    """The command line asked for something that does not exist or fit."""
+
+    exit_code = EXIT_BAD_INPUT
+
+
+class RoutineError(VoiceflexError):
+    """A routine file (or one it includes) is not valid; carries every problem found."""
+
+    exit_code = EXIT_BAD_INPUT
+
+    def __init__(self, diagnostics: list[Diagnostic]):
+        self.diagnostics = sorted(
+            diagnostics,
+            key=lambda d: (d.location.file, d.location.line, d.location.column),
+        )
+        first = self.diagnostics[0]
+        more = len(self.diagnostics) - 1
+        super().__init__(str(first) + (f" (and {more} more)" if more else ""))
+
+
+class MissingComponentError(VoiceflexError):
+    """A system program or library voiceflex needs is not installed."""
+
+
+class EngineError(VoiceflexError):
+    """Speech synthesis failed."""
+
+
+class EncoderError(VoiceflexError):
+    """Writing an audio file failed."""
+
+
+class DeviceError(VoiceflexError):
+    """No usable sound output."""

@@ -1,0 +1,39 @@
+"""The orchestrator: load -> compile -> synthesize -> render -> sink, one function per command."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+from voiceflex.routine import load
+from voiceflex.routine.model import Routine
+from voiceflex.timeline import Timeline, compile_routine, speech_texts
+
+Progress = Callable[[int, int], None]
+
+
+@dataclass(frozen=True)
+class Plan:
+    """A routine with its timeline and the rendered voice cues the timeline was timed with."""
+
+    routine: Routine
+    timeline: Timeline
+    clips: dict  # text -> voice.Clip
+
+
+def validate(ref: str) -> Timeline:
+    """Check a routine without synthesizing speech; raises RoutineError with every problem."""
+    return compile_routine(load(ref))
+
+
+def plan(ref: str, *, engine=None, on_voice_progress: Progress | None = None) -> Plan:
+    """Load and compile a routine with real speech lengths, rendering cues not yet cached."""
+    from voiceflex import voice
+
+    routine = load(ref)
+    structure = compile_routine(routine)  # every error that does not depend on speech lengths
+    clips = voice.synthesize(speech_texts(structure), routine.voice, engine=engine,
+                             on_progress=on_voice_progress)
+    timeline = compile_routine(routine, lambda text: clips[text].ms)
+    return Plan(routine, timeline, clips)

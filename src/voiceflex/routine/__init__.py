@@ -1,0 +1,38 @@
+"""Routine files: find them (paths or built-in names), load and validate them."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from voiceflex.errors import UsageError
+from voiceflex.routine.loader import load_path, suggest
+from voiceflex.routine.model import Routine
+
+BUILTIN_DIR = Path(__file__).resolve().parent.parent / "routines"
+
+
+def builtin_names() -> list[str]:
+    """Names of the routines that ship with voiceflex."""
+    return sorted(p.stem for p in BUILTIN_DIR.glob("*.yaml"))
+
+
+def resolve(ref: str) -> tuple[Path, str]:
+    """The file behind a ROUTINE argument (a path or a built-in name) and how to show it."""
+    path = Path(ref)
+    if path.suffix in (".yaml", ".yml") or "/" in ref or path.exists():
+        if not path.is_file():
+            raise UsageError(f"{ref}: no such routine file",
+                             hint="give a path to a .yaml file, or a built-in name from `voiceflex list`")
+        return path, ref
+    builtin = BUILTIN_DIR / f"{ref}.yaml"
+    if builtin.is_file():
+        return builtin, builtin.name
+    names = builtin_names()
+    raise UsageError(f"no routine file or built-in routine named `{ref}`{suggest(ref, names)}",
+                     hint=f"built-in routines: {', '.join(names)} (see `voiceflex list`)")
+
+
+def load(ref: str) -> Routine:
+    """Load and validate the routine named by `ref`; raises RoutineError or UsageError."""
+    path, display = resolve(ref)
+    return load_path(path, display)

@@ -1,0 +1,59 @@
+"""Durations as routines write them ("30s", "1m30s", "01:30", 2.5) in whole milliseconds."""
+
+from __future__ import annotations
+
+import math
+import re
+from decimal import Decimal, InvalidOperation
+
+MS_PER_HOUR = 3_600_000
+
+_UNITS = re.compile(
+    r"^(?:(?P<h>\d+(?:\.\d+)?)\s*h)?\s*"
+    r"(?:(?P<m>\d+(?:\.\d+)?)\s*m(?!s))?\s*"
+    r"(?:(?P<s>\d+(?:\.\d+)?)\s*s)?\s*"
+    r"(?:(?P<ms>\d+(?:\.\d+)?)\s*ms)?$"
+)
+_CLOCK = re.compile(r"^(?:(?P<h>\d+):)?(?P<m>\d+):(?P<s>\d{2}(?:\.\d+)?)$")
+_SCALE = {"h": 3_600_000, "m": 60_000, "s": 1000, "ms": 1}
+
+FORMS = '30, 1.5, "30s", "750ms", "2m", "1m30s", "1h" or "01:30"'
+
+
+def parse_ms(value: object, signed: bool = False) -> int:
+    """Milliseconds in `value`; raises ValueError with a message fit for the user."""
+    if isinstance(value, bool) or not isinstance(value, (int, float, str)):
+        raise ValueError(f"expected a duration such as {FORMS}")
+    if isinstance(value, (int, float)):
+        if not math.isfinite(value):
+            raise ValueError("a duration must be a finite number of seconds")
+        return round(Decimal(str(value)) * 1000)
+    text = value.strip()
+    sign = 1
+    if signed and text.startswith("-"):
+        sign, text = -1, text[1:].strip()
+    try:
+        number = Decimal(text)  # a quoted plain number: seconds
+    except InvalidOperation:
+        pass
+    else:
+        if number.is_finite():
+            return sign * round(number * 1000)
+        raise ValueError("a duration must be a finite number of seconds")
+    for pattern in (_CLOCK, _UNITS):
+        match = pattern.match(text)
+        if match and any(match.groupdict().values()):
+            parts = match.groupdict()
+            if pattern is _CLOCK and int(parts["s"].split(".")[0]) >= 60:
+                break
+            total = sum(Decimal(v) * _SCALE[k] for k, v in parts.items() if v)
+            return sign * round(total)
+    raise ValueError(f"`{value}` is not a duration; write it like {FORMS}")
+
+
+def format_ms(ms: int) -> str:
+    """A short human form: 0:42, 12:05, 1:02:03."""
+    seconds, _ = divmod(max(ms, 0), 1000)
+    hours, rest = divmod(seconds, 3600)
+    minutes, seconds = divmod(rest, 60)
+    return f"{hours}:{minutes:02d}:{seconds:02d}" if hours else f"{minutes}:{seconds:02d}"

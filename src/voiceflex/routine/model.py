@@ -1,0 +1,143 @@
+"""The validated routine: plain dataclasses the compiler walks."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from voiceflex.errors import Location
+
+
+@dataclass(frozen=True)
+class Text:
+    """A piece of text from the routine, with placeholders still in it."""
+
+    text: str
+    location: Location
+
+
+@dataclass(frozen=True)
+class ToneSpec:
+    """How a tone sounds: a fixed pitch for `ms`, or a glide stretched over a phase."""
+
+    freq: float
+    ms: int
+    freq_end: float | None = None  # set for glides (inhale/exhale)
+    db: float = -14.0  # level relative to full scale; the voice sits above
+
+    @property
+    def is_glide(self) -> bool:
+        return self.freq_end is not None
+
+
+# Distinct pitches for distinct meanings; all sit under the voice.
+DEFAULT_TONES: dict[str, ToneSpec] = {
+    "start": ToneSpec(880.0, 180),
+    "end": ToneSpec(660.0, 320),
+    "switch": ToneSpec(740.0, 250),
+    "tick": ToneSpec(1320.0, 40, db=-22.0),
+    "done": ToneSpec(523.25, 700),
+    "inhale": ToneSpec(330.0, 4000, freq_end=495.0, db=-22.0),
+    "exhale": ToneSpec(495.0, 6000, freq_end=330.0, db=-22.0),
+}
+GLIDES = ("inhale", "exhale")
+
+
+@dataclass(frozen=True)
+class VoiceSettings:
+    """Which TTS engine and voice speak the routine, and how fast."""
+
+    engine: str = "pyttsx3"
+    id: str | None = None  # None: the engine's voice for `language`
+    rate: int = 160  # words per minute
+    gap_ms: int = 400
+    language: str = "en-us"
+
+
+@dataclass(frozen=True)
+class Step:
+    """Fields every step has."""
+
+    location: Location  # where the step's kind key is
+    name: str | None
+
+
+@dataclass(frozen=True)
+class Say(Step):
+    text: Text
+
+
+@dataclass(frozen=True)
+class Pause(Step):
+    ms: int
+
+
+@dataclass(frozen=True)
+class PlayTone(Step):
+    tone: str
+
+
+@dataclass(frozen=True)
+class Cue:
+    """A timed cue inside a hold: speech or a tone at `at_ms` (negative: from the end)."""
+
+    at_ms: int
+    location: Location
+    say: Text | None = None
+    tone: str | None = None
+
+
+@dataclass(frozen=True)
+class Hold(Step):
+    ms: int
+    start_tone: bool  # False for `rest`
+    say: Text | None = None
+    halfway: Text | None = None
+    countdown: int | None = None
+    countdown_location: Location | None = None
+    cues: tuple[Cue, ...] = ()
+    tick: bool = False
+
+
+@dataclass(frozen=True)
+class Sides(Step):
+    sides: tuple[str, ...]
+    steps: tuple[Step, ...]
+    switch: Text
+
+
+@dataclass(frozen=True)
+class Repeat(Step):
+    count: int
+    steps: tuple[Step, ...]
+    rest_ms: int | None = None
+    rest_location: Location | None = None
+
+
+@dataclass(frozen=True)
+class Breathe(Step):
+    in_ms: int
+    hold_ms: int
+    out_ms: int
+    hold_out_ms: int
+    cycles: int | None
+    for_ms: int | None
+    voice: int | None  # cycles that are spoken; None: all
+
+
+@dataclass(frozen=True)
+class Include(Step):
+    path: str
+    steps: tuple[Step, ...]
+
+
+@dataclass(frozen=True)
+class Routine:
+    """A whole routine file, includes resolved."""
+
+    title: str
+    steps: tuple[Step, ...]
+    file: str
+    description: str | None = None
+    author: str | None = None
+    voice: VoiceSettings = field(default_factory=VoiceSettings)
+    tones: dict[str, ToneSpec] = field(default_factory=lambda: dict(DEFAULT_TONES))

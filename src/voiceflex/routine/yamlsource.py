@@ -1,0 +1,221 @@
+"""Read YAML into a tree of marked nodes, with YAML 1.2 scalars and hard limits."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Any
+
+import yaml
+
+from voiceflex.errors import Diagnostic, Location, RoutineError
+
+try:  # libyaml's event parser is iterative and fast; fall back to the pure one
+    from yaml import CSafeLoader as _Loader
+except ImportError:  # pragma: no cover - depends on how PyYAML was built
+    from yaml import SafeLoader as _Loader
+
+MAX_FILE_BYTES = 1_000_000
+MAX_DEPTH = 64
+# Nodes a document may expand to once aliases are followed: far above any real
+# routine, far below what an alias bomb ("billion laughs") would build.
+MAX_NODES = 100_000
+
+# YAML 1.2 core schema.  PyYAML implements 1.1, where `no` is False and `1:30`
+# is 90; routines need `say: no` to stay a string and "01:30" to be mm:ss.
+_NULL = re.compile(r"^(?:~|null|Null|NULL|)$")
+_BOOL = {"true": True, "True": True, "TRUE": True, "false": False, "False": False, "FALSE": False}
+_INT = re.compile(r"^[-+]?[0-9]+$")
+_OCT = re.compile(r"^0o[0-7]+$")
+_HEX = re.compile(r"^0x[0-9a-fA-F]+$")
+_FLOAT = re.compile(r"^[-+]?(?:\.[0-9]+|[0-9]+(?:\.[0-9]*)?)(?:[eE][-+]?[0-9]+)?$")
+_INF = re.compile(r"^[-+]?\.(?:inf|Inf|INF)$")
+_NAN = re.compile(r"^\.(?:nan|NaN|NAN)$")
+
+
+@dataclass(eq=False)
+class Node:
+    """A YAML value with where it starts.
+
+    `value` is a str/int/float/bool/None for scalars, a list of Nodes for
+    sequences, and a dict of key -> (key Node, value Node) for mappings.
+    """
+
+    value: Any
+    location: Location
+    size: int = 1  # nodes this one expands to, aliases followed
+
+    @property
+    def is_map(self) -> bool:
+        return isinstance(self.value, dict)
+
+    @property
+    def is_seq(self) -> bool:
+        return isinstance(self.value, list)
+
+    def plain(self) -> Any:
+        """The value as plain Python data (for values that are scalars or small)."""
+        if self.is_map:
+            return {k: v.plain() for k, (_, v) in self.value.items()}
+        if self.is_seq:
+            return [n.plain() for n in self.value]
+        return self.value
+
+
+def decode(data: bytes, file: str) -> str:
+    """UTF-8 text of a routine file, or a located error at the first bad byte."""
+    if len(data) > MAX_FILE_BYTES:
+        raise RoutineError([Diagnostic(
+            Location(file, 1, 1),
+            f"file is {len(data):,} bytes; routine files are limited to {MAX_FILE_BYTES:,} bytes",
+        )])
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        before = data[: exc.start].decode("utf-8", "replace")
+        line = before.count("\n") + 1
+        column = len(before) - (before.rfind("\n") + 1) + 1
+        raise RoutineError([Diagnostic(
+            Location(file, line, column),
+            f"byte 0x{data[exc.start]:02x} is not UTF-8; save the file as UTF-8",
+        )]) from None
+    return text.removeprefix("\ufeff")
+
+
+def parse(text: str, file: str) -> Node:
+    """Parse one YAML document into marked Nodes, or raise RoutineError."""
+    builder = _Builder(file)
+    try:
+        for event in yaml.parse(text, Loader=_Loader):
+            builder.feed(event)
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        message = exc.problem or exc.context or "invalid YAML"
+        if exc.context and exc.problem:
+            message = f"{exc.problem} ({exc.context})"
+        raise RoutineError([_diag(file, mark, f"YAML syntax error: {message}")]) from None
+    except yaml.YAMLError as exc:  # reader errors carry a position, not a mark
+        position = getattr(exc, "position", 0) or 0
+        before = text[:position]
+        line = before.count("\n") + 1
+        column = position - (before.rfind("\n") + 1) + 1
+        reason = getattr(exc, "reason", None) or str(exc)
+        raise RoutineError([Diagnostic(Location(file, line, column), f"YAML error: {reason}")]) from None
+    if builder.root is None:
+        raise RoutineError([Diagnostic(Location(file, 1, 1), "file is empty; a routine needs `title:` and `steps:`")])
+    return builder.root
+
+
+def _diag(file: str, mark: Any, message: str) -> Diagnostic:
+    return Diagnostic(Location(file, mark.line + 1, mark.column + 1), message)
+
+
+class _Builder:
+    """Turns the parser's event stream into Nodes with an explicit stack (no recursion)."""
+
+    def __init__(self, file: str):
+        self.file = file
+        self.root: Node | None = None
+        self.stack: list[tuple[Node, list[Node], str | None]] = []  # container, pending key, anchor
+        self.anchors: dict[str, Node] = {}
+        self.open_anchors: set[str] = set()
+        self.total = 0
+        self.documents = 0
+
+    def fail(self, mark: Any, message: str) -> None:
+        raise RoutineError([_diag(self.file, mark, message)])
+
+    def feed(self, event: yaml.Event) -> None:
+        if isinstance(event, yaml.DocumentStartEvent):
+            self.documents += 1
+            if self.documents > 1:
+                self.fail(event.start_mark, "a routine file holds one YAML document; remove this `---` and what follows")
+        elif isinstance(event, yaml.ScalarEvent):
+            node = Node(self.scalar(event), self.loc(event))
+            if event.anchor:
+                self.anchors[event.anchor] = node
+            self.add(node, event.start_mark, cost=1)
+        elif isinstance(event, yaml.AliasEvent):
+            if event.anchor in self.open_anchors:
+                self.fail(event.start_mark, f"alias *{event.anchor} refers to the value that contains it")
+            node = self.anchors.get(event.anchor)
+            if node is None:
+                self.fail(event.start_mark, f"alias *{event.anchor} has no anchor &{event.anchor} before it")
+            self.add(node, event.start_mark, cost=node.size)
+        elif isinstance(event, (yaml.MappingStartEvent, yaml.SequenceStartEvent)):
+            if len(self.stack) >= MAX_DEPTH:
+                self.fail(event.start_mark, f"nested more than {MAX_DEPTH} levels deep")
+            if event.tag not in (None, "!", "tag:yaml.org,2002:map", "tag:yaml.org,2002:seq"):
+                self.fail(event.start_mark, f"unsupported YAML tag {event.tag}")
+            empty: Any = {} if isinstance(event, yaml.MappingStartEvent) else []
+            node = Node(empty, self.loc(event))
+            if event.anchor:
+                self.open_anchors.add(event.anchor)
+            self.stack.append((node, [], event.anchor))
+        elif isinstance(event, (yaml.MappingEndEvent, yaml.SequenceEndEvent)):
+            node, _, anchor = self.stack.pop()
+            if anchor:
+                self.open_anchors.discard(anchor)
+                self.anchors[anchor] = node
+            self.add(node, event.start_mark, cost=1)  # its children were counted as they came
+
+    def loc(self, event: yaml.Event) -> Location:
+        return Location(self.file, event.start_mark.line + 1, event.start_mark.column + 1)
+
+    def add(self, node: Node, mark: Any, cost: int) -> None:
+        self.total += cost
+        if self.total > MAX_NODES:
+            self.fail(mark, f"the document expands to more than {MAX_NODES:,} values "
+                            "(aliases repeating aliases); write the steps out or use `repeat:`")
+        if not self.stack:
+            self.root = node
+            return
+        parent, pending, _ = self.stack[-1]
+        parent.size += node.size
+        if parent.is_seq:
+            parent.value.append(node)
+        elif not pending:
+            if not isinstance(node.value, str) or node.is_map or node.is_seq:
+                self.fail(mark, "mapping keys must be plain words")
+            if node.value in parent.value:
+                self.fail(mark, f"key `{node.value}` appears twice in this mapping")
+            pending.append(node)
+        else:
+            key = pending.pop()
+            parent.value[key.value] = (key, node)
+
+    def scalar(self, event: yaml.ScalarEvent) -> Any:
+        text, tag = event.value, event.tag
+        if tag in ("tag:yaml.org,2002:str",) or (tag is None and event.style):
+            return text
+        if tag not in (None, "!"):
+            if tag in ("tag:yaml.org,2002:int", "tag:yaml.org,2002:float",
+                       "tag:yaml.org,2002:bool", "tag:yaml.org,2002:null"):
+                value = _resolve(text)
+                expected = tag.rsplit(":", 1)[1]
+                kinds = {"int": int, "float": (int, float), "bool": bool, "null": type(None)}
+                if isinstance(value, kinds[expected]) and not (expected != "bool" and isinstance(value, bool)):
+                    return value
+                self.fail(event.start_mark, f"`{text}` is not a valid !!{expected}")
+            self.fail(event.start_mark, f"unsupported YAML tag {tag}")
+        if tag == "!":
+            return text
+        return _resolve(text)
+
+
+def _resolve(text: str) -> Any:
+    """A plain scalar's value under the YAML 1.2 core schema."""
+    if _NULL.match(text):
+        return None
+    if text in _BOOL:
+        return _BOOL[text]
+    if _INT.match(text):
+        return int(text)
+    if _OCT.match(text):
+        return int(text[2:], 8)
+    if _HEX.match(text):
+        return int(text[2:], 16)
+    if _FLOAT.match(text) or _INF.match(text) or _NAN.match(text):
+        return float(text.replace(".inf", "inf").replace(".Inf", "inf").replace(".INF", "inf")
+                     .replace(".nan", "nan").replace(".NaN", "nan").replace(".NAN", "nan"))
+    return text
