@@ -92,7 +92,6 @@ def _list(args: argparse.Namespace) -> int:
 
 def _validate(args: argparse.Namespace) -> int:
     from voiceflex import pipeline
-    from voiceflex.routine.durations import format_ms
 
     status = EXIT_OK
     for ref in args.routines:
@@ -105,8 +104,8 @@ def _validate(args: argparse.Namespace) -> int:
             print(f"voiceflex: {exc}", file=sys.stderr)
             status = max(status, exc.exit_code)
         else:
-            print(f"{ref}: ok ({len(timeline.chapters)} chapters, "
-                  f"at least {format_ms(timeline.duration_ms)} before speech is timed)")
+            cues = sum(e.kind == "speech" for e in timeline.events)
+            print(f"{ref}: ok ({len(timeline.chapters)} chapters, {cues} spoken cues)")
     return status
 
 
@@ -161,11 +160,23 @@ def _print_diagnostics(exc: RoutineError, stream) -> None:
     caret = stream.isatty()
     for d in exc.diagnostics:
         print(str(d), file=stream)
-        if caret and d.source_line is not None:
-            print(f"    {d.source_line}", file=stream)
+        line = _source_line(d.location.file, d.location.line) if caret else None
+        if line is not None:
+            print(f"    {line}", file=stream)
             print(f"    {' ' * (d.location.column - 1)}^", file=stream)
     if len(exc.diagnostics) > 1:
         print(f"{len(exc.diagnostics)} errors", file=stream)
+
+
+def _source_line(file: str, number: int) -> str | None:
+    try:
+        with open(file, encoding="utf-8", errors="replace") as f:
+            for i, line in enumerate(f, 1):
+                if i == number:
+                    return line.rstrip("\n")
+    except OSError:
+        pass
+    return None
 
 
 def _table(headers: list[str], rows: list[tuple[str, ...]]) -> None:

@@ -24,11 +24,10 @@ class Location:
 
 @dataclass(frozen=True)
 class Diagnostic:
-    """One problem in a routine file, with the line it came from for display."""
+    """One problem in a routine file."""
 
     location: Location
     message: str
-    source_line: str | None = None
 
     def __str__(self) -> str:
         return f"{self.location}: {self.message}"

@@ -6,7 +6,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-from voiceflex.routine import load
+from voiceflex.errors import RoutineError
+from voiceflex.routine import load, read
 from voiceflex.routine.model import Routine
 from voiceflex.timeline import Timeline, compile_routine, speech_texts
 
@@ -23,8 +24,18 @@ class Plan:
 
 
 def validate(ref: str) -> Timeline:
-    """Check a routine without synthesizing speech; raises RoutineError with every problem."""
-    return compile_routine(load(ref))
+    """Check a routine without synthesizing speech; raises RoutineError with every problem.
+
+    Speech lengths are not known here, so overlapping speech is left to `plan`.
+    """
+    routine, problems = read(ref)
+    try:
+        timeline = compile_routine(routine)
+    except RoutineError as exc:
+        problems = problems + exc.diagnostics
+    if problems:
+        raise RoutineError(problems)
+    return timeline
 
 
 def plan(ref: str, *, engine=None, on_voice_progress: Progress | None = None) -> Plan:

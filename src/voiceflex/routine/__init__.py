@@ -5,7 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from voiceflex.errors import UsageError
-from voiceflex.routine.loader import load_path, suggest
+from voiceflex.errors import RoutineError
+from voiceflex.routine.loader import read_routine, suggest
 from voiceflex.routine.model import Routine
 
 BUILTIN_DIR = Path(__file__).resolve().parent.parent / "routines"
@@ -34,5 +35,13 @@ def resolve(ref: str) -> tuple[Path, str]:
 
 def load(ref: str) -> Routine:
     """Load and validate the routine named by `ref`; raises RoutineError or UsageError."""
+    routine, problems = read(ref)
+    if problems:
+        raise RoutineError(problems)
+    return routine
+
+
+def read(ref: str):
+    """The routine named by `ref` as far as it could be read, and the problems found."""
     path, display = resolve(ref)
-    return load_path(path, display)
+    return read_routine(path, display)

@@ -25,14 +25,15 @@ _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\u2028\u2029]")
 _BAD = object()  # a value that failed its check (already reported)
 
 
-def load_path(path: Path, display: str | None = None) -> Routine:
-    """The routine in `path`; raises RoutineError listing every problem of the file and its includes."""
-    display = display or str(path)
+def read_routine(path: Path, display: str | None = None) -> tuple[Routine, list[Diagnostic]]:
+    """The routine in `path` and every problem found in it and its includes.
+
+    With problems, the routine holds what could be read (bad steps left out),
+    so the compiler can still look for the errors it alone can see.
+    """
     loader = _Loader(root_dir=Path(os.path.realpath(path)).parent)
-    routine = loader.load_root(Path(path), display)
-    if loader.diagnostics:
-        raise RoutineError(loader.with_source_lines())
-    return routine
+    routine = loader.load_root(Path(path), display or str(path))
+    return routine, loader.diagnostics
 
 
 def suggest(word: str, choices: Any) -> str:
@@ -57,7 +58,6 @@ class _Loader:
     def __init__(self, root_dir: Path):
         self.root_dir = root_dir
         self.diagnostics: list[Diagnostic] = []
-        self.texts: dict[str, str] = {}  # display path -> file text, for carets
         self.include_stack: list[Path] = []
         self.tone_names: set[str] = set(DEFAULT_TONES)
 
@@ -66,14 +66,6 @@ class _Loader:
     def error(self, location: Location, message: str) -> Any:
         self.diagnostics.append(Diagnostic(location, message))
         return _BAD
-
-    def with_source_lines(self) -> list[Diagnostic]:
-        out = []
-        for d in self.diagnostics:
-            lines = self.texts.get(d.location.file, "").splitlines()
-            line = lines[d.location.line - 1] if 0 < d.location.line <= len(lines) else None
-            out.append(Diagnostic(d.location, d.message, line))
-        return out
 
     def read(self, path: Path, display: str, where: Location | None) -> yamlsource.Node | None:
         try:
@@ -84,7 +76,6 @@ class _Loader:
             return None
         try:
             text = yamlsource.decode(data, display)
-            self.texts[display] = text
             return yamlsource.parse(text, display)
         except RoutineError as exc:
             self.diagnostics.extend(exc.diagnostics)
@@ -126,7 +117,7 @@ class _Loader:
                 self.error(key_node.location, f"unknown key `{key}` in {what}{suggest(key, allowed)}")
         for key, field in fields.items():
             if field.required and key not in out:
-                self.error(node.location, f"{what} needs `{key}:` ({field.doc[0].lower() + field.doc[1:]})")
+                self.error(node.location, f"{what} needs `{key}:`")
         return out
 
     def value(self, field: S.Field, node: yamlsource.Node | None) -> Any:
@@ -226,10 +217,14 @@ class _Loader:
             freq = self.freq(fields.get("freq"), glide=name in GLIDES)
             ms = self.value(S.TONE_FIELDS["ms"], fields.get("ms"))
             db = self.value(S.TONE_FIELDS["db"], fields.get("db"))
-            if base is None and ms is None and name not in GLIDES:
-                self.error(spec_node.location, f"new tone `{name}` needs `ms:` (its length)")
-            if _BAD in (freq, ms, db) or freq is None:
+            missing = [k for k, v in (("freq", freq), ("ms", ms)) if v is None]
+            if base is None and missing:
+                self.error(spec_node.location, f"new tone `{name}` needs {' and '.join(f'`{k}:`' for k in missing)}")
                 continue
+            if _BAD in (freq, ms, db):
+                continue
+            if freq is None:
+                freq = (base.freq, base.freq_end) if base.is_glide else base.freq
             start, end = freq if isinstance(freq, tuple) else (freq, None)
             tones[name] = ToneSpec(
                 freq=float(start), freq_end=None if end is None else float(end),
@@ -330,7 +325,7 @@ class _Loader:
         fields = S.STEP_KINDS[kind]
         got = {k: self.value(fields[k], n) for k, n in f.items() if k not in ("cues", "name")}
         cues = self.cues(f["cues"]) if "cues" in f else ()
-        if _BAD in got.values() or cues is _BAD:
+        if _BAD in got.values():
             return None
         return Hold(
             location, name, ms=got[kind], start_tone=kind == "hold",
@@ -340,25 +335,22 @@ class _Loader:
             cues=cues, tick=bool(got.get("tick")),
         )
 
-    def cues(self, node: yamlsource.Node) -> tuple[Cue, ...] | Any:
+    def cues(self, node: yamlsource.Node) -> tuple[Cue, ...]:
+        """The good cues of a `cues:` list; the bad ones are reported and left out."""
         if not node.is_seq:
-            return self.error(node.location, f"`cues` must be a list of {{at: ..., say: ...}} entries, not {_kind_of(node.value)}")
-        out, bad = [], False
+            self.error(node.location, f"`cues` must be a list of {{at: ..., say: ...}} entries, not {_kind_of(node.value)}")
+            return ()
+        out = []
         for item in node.value:
             f = self.mapping(item, S.CUE_FIELDS, "a cue")
             if f is None:
-                bad = True
                 continue
             got = {k: self.value(S.CUE_FIELDS[k], n) for k, n in f.items()}
             if ("say" in f) == ("tone" in f):
                 self.error(item.location, "a cue needs exactly one of `say:` or `tone:`")
-                bad = True
-            if _BAD in got.values() or bad:
-                bad = True
-                continue
-            if "at" in got:
+            elif _BAD not in got.values() and "at" in got:
                 out.append(Cue(got["at"], item.location, say=got.get("say"), tone=got.get("tone")))
-        return _BAD if bad else tuple(out)
+        return tuple(out)
 
     def sides(self, f: dict[str, yamlsource.Node], location: Location, name: str | None, depth: int) -> Step | None:
         node = f["sides"]
@@ -386,7 +378,8 @@ class _Loader:
             return None
         got = {k: self.value(S.BREATHE_FIELDS[k], n) for k, n in f.items()}
         if ("cycles" in f) == ("for" in f):
-            self.error(node.location, "`breathe` needs exactly one of `cycles:` (how many breaths) or `for:` (how long)")
+            if len(f) == len(node.value):  # else a misspelt key was reported already
+                self.error(node.location, "`breathe` needs exactly one of `cycles:` (how many breaths) or `for:` (how long)")
             return None
         if _BAD in got.values() or "in" not in got or "out" not in got:
             return None

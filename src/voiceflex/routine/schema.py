@@ -50,7 +50,7 @@ VOICE_FIELDS: dict[str, Field] = {
 }
 
 TONE_FIELDS: dict[str, Field] = {
-    "freq": Field(FREQ, "Pitch in Hz; for the inhale/exhale glides a pair [start, end].", required=True),
+    "freq": Field(FREQ, "Pitch in Hz; for the inhale/exhale glides a pair [start, end]."),
     "ms": Field(INT, "Length in milliseconds (glides stretch over their phase instead).", min=10, max=10_000),
     "db": Field(NUMBER, "Level in dB below full scale (default -14; the voice sits above).", min=-60, max=-3),
 }

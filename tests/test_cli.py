@@ -1,0 +1,80 @@
+"""The command line as a user meets it: exit codes, messages, no tracebacks."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from voiceflex.cli import main
+
+CASES = Path(__file__).parent / "cases"
+# Overlapping speech depends on real speech lengths, which `validate` does not
+# synthesize; test_golden checks that case through `plan`.
+ERROR_CASES = sorted(p for p in (CASES / "errors").glob("*.yaml")
+                     if p.name not in ("include-cycle-part.yaml", "overlap.yaml"))
+
+
+def run(*args: str, **kwargs) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "voiceflex", *args], capture_output=True, text=True,
+                          timeout=120, **kwargs)
+
+
+@pytest.mark.parametrize("path", ERROR_CASES, ids=lambda p: p.stem)
+def test_validate_broken_files_exit_2_with_located_errors(path):
+    result = run("validate", str(path))
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert "Traceback" not in result.stdout + result.stderr
+    first = result.stdout.splitlines()[0]
+    assert first.startswith(f"{path}:") or first.startswith(str(path.parent)), first
+    file, line, col, message = first.split(":", 3)
+    assert int(line) >= 1 and int(col) >= 1 and message.strip()
+
+
+def test_validate_reports_all_files_and_carries_on(tmp_path):
+    good = tmp_path / "good.yaml"
+    good.write_text("title: Good\nsteps:\n  - say: Hello.\n")
+    result = run("validate", str(good), str(CASES / "errors/unknown-keys.yaml"), "no-such-routine")
+    assert result.returncode == 2
+    assert f"{good}: ok" in result.stdout
+    assert "did you mean `hold`" in result.stdout
+    assert "no routine file or built-in routine named `no-such-routine`" in result.stderr
+
+
+@pytest.mark.parametrize("name", ["hip-flexor-stretch", "lacrosse-ball-release", "desk-reset"])
+def test_builtins_validate(name):
+    result = run("validate", name)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_missing_file_is_one_line_exit_2():
+    result = run("validate", "/nonexistent.yaml")
+    assert result.returncode == 2
+    assert "Traceback" not in result.stderr
+    assert result.stderr.startswith("voiceflex: /nonexistent.yaml: no such routine file")
+
+
+def test_bad_arguments_exit_2():
+    assert run("plan").returncode == 2
+    assert run("frobnicate").returncode == 2
+    assert run().returncode == 2
+
+
+def test_schema_is_json():
+    result = run("schema")
+    assert result.returncode == 0
+    assert json.loads(result.stdout)["title"] == "voiceflex routine"
+
+
+def test_errors_on_a_terminal_show_the_line_and_a_caret(tmp_path, capsys, monkeypatch):
+    f = tmp_path / "r.yaml"
+    f.write_text("title: x\nsteps:\n  - pause: soon\n")
+    monkeypatch.setattr(sys.stdout, "isatty", lambda: True)
+    assert main(["validate", str(f)]) == 2
+    out = capsys.readouterr().out.splitlines()
+    assert out[0] == f"{f}:3:12: `soon` is not a duration; write it like " + out[0].split("write it like ")[1]
+    assert out[1] == "      - pause: soon"
+    assert out[2] == "    " + " " * 11 + "^"
