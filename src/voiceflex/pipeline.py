@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Callable
 
 from voiceflex.errors import RoutineError
-from voiceflex.routine import load, read
+from voiceflex.routine import read
 from voiceflex.routine.model import Routine
 from voiceflex.timeline import Timeline, compile_routine, speech_texts
 
@@ -28,22 +28,26 @@ def validate(ref: str) -> Timeline:
 
     Speech lengths are not known here, so overlapping speech is left to `plan`.
     """
+    return _checked(ref)[1]
+
+
+def _checked(ref: str) -> tuple[Routine, Timeline]:
+    """The routine and its structure (every cue, speech not yet timed), or every problem."""
     routine, problems = read(ref)
     try:
-        timeline = compile_routine(routine)
+        structure = compile_routine(routine)
     except RoutineError as exc:
         problems = problems + exc.diagnostics
     if problems:
         raise RoutineError(problems)
-    return timeline
+    return routine, structure
 
 
 def plan(ref: str, *, engine=None, on_voice_progress: Progress | None = None) -> Plan:
     """Load and compile a routine with real speech lengths, rendering cues not yet cached."""
     from voiceflex import voice
 
-    routine = load(ref)
-    structure = compile_routine(routine)  # every error that does not depend on speech lengths
+    routine, structure = _checked(ref)
     clips = voice.synthesize(speech_texts(structure), routine.voice, engine=engine,
                              on_progress=on_voice_progress)
     timeline = compile_routine(routine, lambda text: clips[text].ms)

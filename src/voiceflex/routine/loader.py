@@ -396,7 +396,7 @@ class _Loader:
         including = self.include_stack[-1]
         target = Path(os.path.realpath(including.parent / rel))
         if self.root_dir != target and self.root_dir not in target.parents:
-            self.error(node.location, f"include `{rel}` points outside the routine's folder {self.root_dir}")
+            self.error(node.location, f"include `{rel}` points outside the routine's folder")
             return None
         if target in self.include_stack:
             chain = " -> ".join(p.name for p in [*self.include_stack[self.include_stack.index(target):], target])

@@ -1,0 +1,110 @@
+"""Content-addressed store of rendered clips, safe to share between processes."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import struct
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import platformdirs
+
+from voiceflex.errors import EngineError
+from voiceflex.voice.engine import Clip
+
+# Part of every key: bumping it retires all entries written before.
+FORMAT_VERSION = 1
+
+# An entry is this header followed by `count` little-endian int16 samples.
+# The sha256 of the sample bytes lets a torn or damaged entry be recognised.
+_MAGIC = b"VFXCLIP\0"
+_HEADER = struct.Struct("<8sIIQ32s")  # magic, format version, rate, count, sha256
+_SAMPLE = np.dtype("<i2")
+
+
+def default_cache_dir() -> Path:
+    """VOICEFLEX_CACHE_DIR if set, else the user's cache folder for voiceflex."""
+    configured = os.environ.get("VOICEFLEX_CACHE_DIR")
+    if configured:
+        return Path(configured)
+    return Path(platformdirs.user_cache_dir("voiceflex")) / "voice"
+
+
+class VoiceCache:
+    """Clips on disk, one file per key; a damaged entry reads as missing and is removed."""
+
+    def __init__(self, directory: str | os.PathLike[str] | None = None):
+        self.directory = Path(directory) if directory is not None else default_cache_dir()
+
+    @staticmethod
+    def key(text: str, engine: str, engine_version: str, voice: str, rate: int) -> str:
+        # JSON keeps the parts apart: ("ab", "c") and ("a", "bc") give different keys.
+        parts = [FORMAT_VERSION, engine, engine_version, voice, rate, text]
+        return hashlib.sha256(json.dumps(parts).encode("utf-8")).hexdigest()
+
+    def path(self, key: str) -> Path:
+        return self.directory / f"{key}.clip"
+
+    def get(self, key: str) -> Clip | None:
+        """The clip stored under `key`, or None if there is none or it was damaged."""
+        path = self.path(key)
+        try:
+            data = path.read_bytes()
+        except FileNotFoundError:
+            return None
+        except OSError as e:
+            raise self._error("read", e) from e
+        clip = _decode(data)
+        if clip is None:
+            # Never hand out a damaged entry; dropping it makes the cue render again.
+            path.unlink(missing_ok=True)
+        return clip
+
+    def put(self, key: str, clip: Clip) -> None:
+        """Store `clip` under `key`; readers see the old entry or the whole new one."""
+        samples = clip.samples.astype(_SAMPLE, copy=False).tobytes()
+        header = _HEADER.pack(
+            _MAGIC, FORMAT_VERSION, clip.rate, len(clip.samples), hashlib.sha256(samples).digest()
+        )
+        tmp_name = None
+        try:
+            self.directory.mkdir(parents=True, exist_ok=True)
+            # Same folder as the entry, so os.replace is an atomic rename.
+            with tempfile.NamedTemporaryFile(
+                dir=self.directory, prefix=".", suffix=".tmp", delete=False
+            ) as tmp:
+                tmp_name = tmp.name
+                tmp.write(header)
+                tmp.write(samples)
+            os.replace(tmp_name, self.path(key))
+        except OSError as e:
+            if tmp_name is not None:
+                Path(tmp_name).unlink(missing_ok=True)
+            raise self._error("write", e) from e
+
+    def _error(self, verb: str, e: OSError) -> EngineError:
+        reason = e.strerror or str(e)
+        return EngineError(
+            f"cannot {verb} the voice cache in {self.directory}: {reason}",
+            hint="set VOICEFLEX_CACHE_DIR to a folder you can write to",
+        )
+
+
+def _decode(data: bytes) -> Clip | None:
+    if len(data) < _HEADER.size:
+        return None
+    magic, version, rate, count, digest = _HEADER.unpack_from(data)
+    body = memoryview(data)[_HEADER.size :]
+    if (
+        magic != _MAGIC
+        or version != FORMAT_VERSION
+        or rate == 0
+        or len(body) != count * _SAMPLE.itemsize
+        or hashlib.sha256(body).digest() != digest
+    ):
+        return None
+    samples = np.frombuffer(body, dtype=_SAMPLE).astype(np.int16, copy=False)
+    return Clip(samples, rate)

@@ -1,0 +1,102 @@
+"""Turn cue texts into clips: read the voice cache, render what is missing, store it."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterable
+
+from voiceflex.errors import EngineError, UsageError
+from voiceflex.routine.model import VoiceSettings
+from voiceflex.voice.cache import VoiceCache
+from voiceflex.voice.engine import Clip, Engine, VoiceInfo, resolve_voice
+from voiceflex.voice.espeak_cli import EspeakCliEngine
+from voiceflex.voice.pyttsx3_engine import Pyttsx3Engine
+
+ENGINES: dict[str, Callable[[], Engine]] = {
+    Pyttsx3Engine.name: Pyttsx3Engine,
+    EspeakCliEngine.name: EspeakCliEngine,
+}
+
+
+def get_engine(settings_or_name: VoiceSettings | str = "pyttsx3") -> Engine:
+    """The engine a routine's voice settings (or an engine name) ask for."""
+    if isinstance(settings_or_name, VoiceSettings):
+        name = settings_or_name.engine
+    else:
+        name = settings_or_name
+    factory = ENGINES.get(name.lower())
+    if factory is None:
+        raise UsageError(
+            f'there is no voice engine "{name}"', hint=f"choose one of: {', '.join(ENGINES)}"
+        )
+    return factory()
+
+
+def list_voices(engine_name: str = "pyttsx3") -> list[VoiceInfo]:
+    """The voices `engine_name` can speak with."""
+    return get_engine(engine_name).voices()
+
+
+def synthesize(
+    texts: Iterable[str],
+    settings: VoiceSettings,
+    *,
+    engine: Engine | None = None,
+    cache: VoiceCache | None = None,
+    on_progress: Callable[[int, int], None] | None = None,
+    workers: int | None = None,
+) -> dict[str, Clip]:
+    """Every distinct text of `texts` mapped to its clip, in first-seen order.
+
+    Cached clips are read; the rest are rendered by `engine` (default: the one
+    `settings` names) in up to `workers` processes (default min(2, CPUs)) and
+    stored.  A cached clip is never rendered again: pyttsx3's output for one
+    text varies by a few percent with what it rendered before, and the timing
+    planned from a clip must hold when the routine is exported later.
+
+    `on_progress(done, total)` counts distinct texts: it is called once after
+    the cache was read (done = cached ones) and after each rendered clip.
+    """
+    distinct = list(dict.fromkeys(texts))
+    for text in distinct:
+        if not isinstance(text, str) or not text.strip():
+            raise UsageError(f"a spoken cue must have text, not {text!r}")
+    if not distinct:
+        return {}
+    if workers is None:
+        workers = min(2, os.cpu_count() or 1)
+    if workers < 1:
+        raise ValueError("workers must be at least 1")
+    engine = engine if engine is not None else get_engine(settings)
+    cache = cache if cache is not None else VoiceCache()
+
+    voice = resolve_voice(engine.voices(), settings, engine.name)
+    version = engine.version
+    keys = {t: cache.key(t, engine.name, version, voice, settings.rate) for t in distinct}
+    clips: dict[str, Clip] = {}
+    for text in distinct:
+        clip = cache.get(keys[text])
+        if clip is not None:
+            clips[text] = clip
+    missing = [t for t in distinct if t not in clips]
+    if on_progress is not None:
+        on_progress(len(clips), len(distinct))
+
+    if missing:
+        rendered = engine.render(missing, voice, settings.rate, workers=workers)
+        try:
+            for text, clip in rendered:
+                cache.put(keys[text], clip)
+                clips[text] = clip
+                if on_progress is not None:
+                    on_progress(len(clips), len(distinct))
+        finally:
+            # Stop the engine's workers now, not whenever a traceback holding
+            # this frame is let go of.
+            close = getattr(rendered, "close", None)
+            if close is not None:
+                close()
+        unspoken = [t for t in missing if t not in clips]
+        if unspoken:
+            raise EngineError(f'{engine.name} returned no audio for "{unspoken[0]}"')
+    return {t: clips[t] for t in distinct}

@@ -1,0 +1,59 @@
+"""Shared test fixtures: a fake TTS engine, and a private voice cache for every test."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+
+import numpy as np
+import pytest
+
+from voiceflex.voice import Clip, VoiceInfo
+
+FAKE_RATE = 22050
+
+
+def fake_ms(text: str) -> int:
+    """How long FakeEngine speaks `text`: 50 ms a character plus 100 ms."""
+    return 50 * len(text) + 100
+
+
+def fake_clip(text: str) -> Clip:
+    """A quiet 220 Hz tone (about -30 dBFS) lasting fake_ms(text), the same every time."""
+    n = fake_ms(text) * FAKE_RATE // 1000
+    t = np.arange(n) / FAKE_RATE
+    return Clip(np.round(1000 * np.sin(2 * np.pi * 220 * t)).astype(np.int16), FAKE_RATE)
+
+
+class FakeEngine:
+    """An Engine that needs no espeak; it records every text it renders."""
+
+    name = "fake"
+    version = "1"
+
+    def __init__(self) -> None:
+        self.rendered: list[str] = []  # every text rendered, in order
+
+    def voices(self) -> list[VoiceInfo]:
+        return [
+            VoiceInfo("fake/en-us", "Fake American", ("en-us",)),
+            VoiceInfo("fake/en", "Fake British", ("en-gb",)),
+            VoiceInfo("fake/de", "Fake German", ("de",)),
+        ]
+
+    def render(
+        self, texts: Sequence[str], voice: str, rate: int, *, workers: int = 1
+    ) -> Iterator[tuple[str, Clip]]:
+        for text in texts:
+            self.rendered.append(text)
+            yield text, fake_clip(text)
+
+
+@pytest.fixture
+def fake_engine() -> FakeEngine:
+    return FakeEngine()
+
+
+@pytest.fixture(autouse=True)
+def _private_voice_cache(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch):
+    """Point the voice cache at a fresh folder, so no test reads or fills the user's cache."""
+    monkeypatch.setenv("VOICEFLEX_CACHE_DIR", str(tmp_path_factory.mktemp("voice-cache")))

@@ -1,0 +1,117 @@
+"""The voice layer with the real pyttsx3 and espeak-ng."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from voiceflex.errors import UsageError
+from voiceflex.routine.model import VoiceSettings
+from voiceflex.voice import Clip, VoiceCache, get_engine, list_voices, synthesize
+
+pytestmark = pytest.mark.integration
+
+CUES = ["Breathe in", "Hold", "Switch sides.", "Kneel on your left knee."]
+
+
+class Counting:
+    """Wraps an engine and counts the texts it renders."""
+
+    def __init__(self, engine):
+        self.engine = engine
+        self.name = engine.name
+        self.rendered: list[str] = []
+
+    @property
+    def version(self):
+        return self.engine.version
+
+    def voices(self):
+        return self.engine.voices()
+
+    def render(self, texts, voice, rate, *, workers=1):
+        for text, clip in self.engine.render(texts, voice, rate, workers=workers):
+            self.rendered.append(text)
+            yield text, clip
+
+
+def assert_speech(clip: Clip, low_s: float, high_s: float):
+    assert clip.rate == 22050
+    assert clip.samples.dtype == np.int16 and clip.samples.ndim == 1
+    assert low_s * 1000 <= clip.ms <= high_s * 1000
+    # Trimmed: speech right at both ends, and loud enough to be speech.
+    assert clip.samples[0] != 0 and clip.samples[-1] != 0
+    assert np.abs(clip.samples).max() > 3000
+
+
+@pytest.mark.parametrize("engine_name", ["pyttsx3", "espeak-ng"])
+def test_real_cues_have_plausible_lengths(engine_name):
+    clips = synthesize(CUES, VoiceSettings(engine=engine_name))
+    assert list(clips) == CUES
+    assert_speech(clips["Breathe in"], 0.4, 2.5)
+    assert_speech(clips["Hold"], 0.2, 1.5)
+    assert_speech(clips["Kneel on your left knee."], 0.8, 4.0)
+    assert clips["Kneel on your left knee."].ms > clips["Hold"].ms
+
+
+@pytest.mark.parametrize("engine_name", ["pyttsx3", "espeak-ng"])
+def test_second_call_is_served_from_the_cache(engine_name):
+    settings = VoiceSettings(engine=engine_name)
+    first = synthesize(CUES, settings)
+    engine = Counting(get_engine(settings))
+    second = synthesize(CUES, settings, engine=engine)
+    assert engine.rendered == []
+    for text in CUES:
+        assert np.array_equal(first[text].samples, second[text].samples)
+
+
+def test_espeak_cli_is_byte_deterministic(tmp_path):
+    settings = VoiceSettings(engine="espeak-ng")
+    texts = ["Breathe in", "Hold for thirty seconds."]
+    a = synthesize(texts, settings, cache=VoiceCache(tmp_path / "a"))
+    b = synthesize(texts, settings, cache=VoiceCache(tmp_path / "b"))
+    for text in texts:
+        assert a[text].samples.tobytes() == b[text].samples.tobytes()
+
+
+def test_espeak_cli_reads_markup_and_dashes_as_text(tmp_path):
+    texts = ["-v xx", "[[h@'loU]] and <b>bold</b>"]
+    clips = synthesize(texts, VoiceSettings(engine="espeak-ng"))
+    assert all(clip.ms > 300 for clip in clips.values())
+
+
+@pytest.mark.parametrize("engine_name", ["pyttsx3", "espeak-ng"])
+def test_voices_include_american_english(engine_name):
+    voices = {v.id: v for v in list_voices(engine_name)}
+    assert "en-us" in voices["gmw/en-us"].languages
+    assert get_engine(engine_name).version
+
+
+def test_unknown_voice_id_is_refused_with_the_closest():
+    with pytest.raises(UsageError, match="did you mean gmw/en-us"):
+        synthesize(["Hold"], VoiceSettings(id="gmw/en-uss"))
+
+
+def test_voice_and_rate_are_applied():
+    slow = synthesize(["Breathe in slowly and deeply."], VoiceSettings(rate=100))
+    fast = synthesize(["Breathe in slowly and deeply."], VoiceSettings(rate=300))
+    german = synthesize(["Breathe in slowly and deeply."], VoiceSettings(language="de"))
+    text = "Breathe in slowly and deeply."
+    assert slow[text].ms > 1.8 * fast[text].ms
+    assert not np.array_equal(german[text].samples[:5000], slow[text].samples[:5000])
+
+
+def test_two_hundred_short_cues_none_empty():
+    texts = [f"{word} {n}" for n in range(50) for word in ("Hold", "Breathe in", "Switch", "Rest")]
+    clips = synthesize(texts, VoiceSettings(), workers=2)
+    assert len(clips) == 200
+    assert min(clip.ms for clip in clips.values()) > 250
+    assert all(np.abs(clip.samples).max() > 1000 for clip in clips.values())
+
+
+def test_library_prints_nothing(capfd):
+    synthesize(["Audio saved nowhere"], VoiceSettings())
+    synthesize(["Audio saved nowhere"], VoiceSettings(engine="espeak-ng"))
+    captured = capfd.readouterr()
+    assert captured.out == ""
+    assert captured.err == ""
