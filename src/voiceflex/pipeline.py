@@ -4,12 +4,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import TYPE_CHECKING, Callable, Iterator
 
 from voiceflex.errors import RoutineError
 from voiceflex.routine import read
 from voiceflex.routine.model import Routine
 from voiceflex.timeline import Timeline, compile_routine, speech_texts
+
+if TYPE_CHECKING:
+    import numpy as np
 
 Progress = Callable[[int, int], None]
 
@@ -52,3 +55,20 @@ def plan(ref: str, *, engine=None, on_voice_progress: Progress | None = None) ->
                              on_progress=on_voice_progress)
     timeline = compile_routine(routine, lambda text: clips[text].ms)
     return Plan(routine, timeline, clips)
+
+
+def render(plan: Plan, *, start_sample: int = 0) -> Iterator[np.ndarray]:
+    """The samples of a planned routine (int16, RATE Hz mono) from `start_sample` to the end.
+
+    Every sink uses this: what `play` sends to the sound card is, sample for
+    sample, what `export --format wav` writes.
+    """
+    from voiceflex.audio import mixer
+
+    placed = mixer.placements(plan.timeline, plan.clips, plan.routine.tones)
+    total = mixer.total_samples(plan.timeline)
+    if start_sample:
+        placed = [mixer.Placement(max(p.start - start_sample, 0), p.data[max(start_sample - p.start, 0):], p.scale)
+                  for p in placed if p.start + len(p.data) > start_sample]
+    for chunk in mixer.mix(placed, max(total - start_sample, 0)):
+        yield mixer.to_pcm16(chunk)
