@@ -51,6 +51,10 @@ class UsageError(VoiceflexError):
     exit_code = EXIT_BAD_INPUT
 
 
+class UnknownVoiceError(UsageError):
+    """The routine asks for a voice or language the speech engine does not have."""
+
+
 class RoutineError(VoiceflexError):
     """A routine file (or one it includes) is not valid; carries every problem found."""
 

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable, Iterator
 
-from voiceflex.errors import RoutineError
+from voiceflex.errors import Diagnostic, RoutineError, UnknownVoiceError
 from voiceflex.routine import read
 from voiceflex.routine.model import Routine
 from voiceflex.timeline import Timeline, compile_routine, speech_texts
@@ -51,8 +51,13 @@ def plan(ref: str, *, engine=None, on_voice_progress: Progress | None = None) ->
     from voiceflex import voice
 
     routine, structure = _checked(ref)
-    clips = voice.synthesize(speech_texts(structure), routine.voice, engine=engine,
-                             on_progress=on_voice_progress)
+    try:
+        clips = voice.synthesize(speech_texts(structure), routine.voice, engine=engine,
+                                 on_progress=on_voice_progress)
+    except UnknownVoiceError as exc:
+        if routine.voice.location is None:
+            raise
+        raise RoutineError([Diagnostic(routine.voice.location, f"{exc}; `voiceflex voices` lists them")]) from None
     timeline = compile_routine(routine, lambda text: clips[text].ms)
     return Plan(routine, timeline, clips)
 

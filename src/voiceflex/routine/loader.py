@@ -90,7 +90,8 @@ class _Loader:
         if fields is None:
             return Routine(title="", steps=(), file=display)
         language = self.value(S.TOP["language"], fields.get("language")) or "en-us"
-        voice = self.voice(fields.get("voice"), language)
+        voice = self.voice(fields.get("voice"), language,
+                           fields["language"].location if "language" in fields else None)
         tones = self.tones(fields.get("tones"))
         steps = self.steps(fields["steps"], depth=0) if "steps" in fields else ()
         title = self.value(S.TOP["title"], fields.get("title"))
@@ -185,10 +186,10 @@ class _Loader:
 
     # ---- top-level parts ----------------------------------------------------
 
-    def voice(self, node: yamlsource.Node | None, language: Any) -> VoiceSettings:
+    def voice(self, node: yamlsource.Node | None, language: Any, language_at: Location | None) -> VoiceSettings:
         language = language if isinstance(language, str) and language.strip() else "en-us"
         if node is None:
-            return VoiceSettings(language=language)
+            return VoiceSettings(language=language, location=language_at)
         fields = self.mapping(node, S.VOICE_FIELDS, "`voice`") or {}
         got = {k: self.value(S.VOICE_FIELDS[k], n) for k, n in fields.items()}
         got = {k: v for k, v in got.items() if v is not None and v is not _BAD}
@@ -199,6 +200,7 @@ class _Loader:
             rate=got.get("rate", 160),
             gap_ms=got.get("gap", 400),
             language=language,
+            location=voice_id.location if isinstance(voice_id, Text) else language_at,
         )
 
     def tones(self, node: yamlsource.Node | None) -> dict[str, ToneSpec]:

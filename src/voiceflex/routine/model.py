@@ -51,6 +51,9 @@ class VoiceSettings:
     rate: int = 160  # words per minute
     gap_ms: int = 400
     language: str = "en-us"
+    # Where the voice is chosen (`voice.id`, else `language`), to point at it
+    # when the engine has no such voice.
+    location: Location | None = field(default=None, compare=False)
 
 
 @dataclass(frozen=True)

@@ -9,7 +9,7 @@ from typing import Protocol
 
 import numpy as np
 
-from voiceflex.errors import UsageError
+from voiceflex.errors import UnknownVoiceError
 from voiceflex.routine.model import VoiceSettings
 
 
@@ -77,7 +77,7 @@ def resolve_voice(voices: Sequence[VoiceInfo], settings: VoiceSettings, engine_n
                 return voice_id
         close = difflib.get_close_matches(wanted, ids, n=3, cutoff=0.5)
         suggestion = f"; did you mean {' or '.join(close)}?" if close else ""
-        raise UsageError(
+        raise UnknownVoiceError(
             f'{engine_name} has no voice "{settings.id}"{suggestion}',
             hint="`voiceflex voices` lists the voices",
         )
@@ -91,7 +91,7 @@ def resolve_voice(voices: Sequence[VoiceInfo], settings: VoiceSettings, engine_n
         for voice in voices:
             if voice.id.lower().rsplit("/", 1)[-1] == want:
                 return voice.id
-    raise UsageError(
+    raise UnknownVoiceError(
         f'{engine_name} has no voice for language "{settings.language}"',
         hint="choose one with voice.id; `voiceflex voices` lists the voices",
     )
