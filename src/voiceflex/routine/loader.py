@@ -211,7 +211,6 @@ class _Loader:
             self.error(node.location, f"`tones` must be a mapping of tone names, not {_kind_of(node.value)}")
             return tones
         for name, (key_node, spec_node) in node.value.items():
-            self.tone_names.add(name)
             fields = self.mapping(spec_node, S.TONE_FIELDS, f"tone `{name}`")
             if fields is None:
                 continue
@@ -228,6 +227,7 @@ class _Loader:
             if freq is None:
                 freq = (base.freq, base.freq_end) if base.is_glide else base.freq
             start, end = freq if isinstance(freq, tuple) else (freq, None)
+            self.tone_names.add(name)
             tones[name] = ToneSpec(
                 freq=float(start), freq_end=None if end is None else float(end),
                 ms=ms or (base.ms if base else 0),

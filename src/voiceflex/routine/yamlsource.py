@@ -31,6 +31,7 @@ _HEX = re.compile(r"^0x[0-9a-fA-F]+$")
 _FLOAT = re.compile(r"^[-+]?(?:\.[0-9]+|[0-9]+(?:\.[0-9]*)?)(?:[eE][-+]?[0-9]+)?$")
 _INF = re.compile(r"^[-+]?\.(?:inf|Inf|INF)$")
 _NAN = re.compile(r"^\.(?:nan|NaN|NAN)$")
+_ODD_BREAK = re.compile("[\x85\u2028\u2029]")
 
 
 @dataclass(eq=False)
@@ -79,7 +80,17 @@ def decode(data: bytes, file: str) -> str:
             Location(file, line, column),
             f"byte 0x{data[exc.start]:02x} is not UTF-8; save the file as UTF-8",
         )]) from None
-    return text.removeprefix("\ufeff")
+    text = text.removeprefix("\ufeff")
+    # PyYAML (YAML 1.1) counts NEL, LS and PS as line breaks; editors and YAML
+    # 1.2 do not, so every line number after one would be off.  Refuse them.
+    odd = _ODD_BREAK.search(text)
+    if odd:
+        before = text[: odd.start()]
+        raise RoutineError([Diagnostic(
+            Location(file, before.count("\n") + 1, odd.start() - (before.rfind("\n") + 1) + 1),
+            f"character U+{ord(odd.group()):04X} (a line separator) is not allowed; use a plain line break",
+        )])
+    return text
 
 
 def parse(text: str, file: str) -> Node:
