@@ -16,6 +16,8 @@ from voiceflex import pipeline
 from voiceflex.cli import _print_diagnostics
 from voiceflex.errors import RoutineError
 
+from spec_invariants import check_plan
+
 CASES = Path(__file__).parent / "cases"
 UPDATE = bool(os.environ.get("VOICEFLEX_UPDATE_GOLDEN"))
 
@@ -40,6 +42,7 @@ def in_cases(monkeypatch):
 @pytest.mark.parametrize("path", _cases("timeline"), ids=lambda p: p.stem)
 def test_timeline(path: Path, fake_engine, in_cases) -> None:
     plan = pipeline.plan(f"timeline/{path.name}", engine=fake_engine)
+    check_plan(plan.timeline.to_json())
     actual = json.dumps(plan.timeline.to_json(), indent=1, ensure_ascii=False) + "\n"
     _check(actual, path.with_suffix(".json"))
 
