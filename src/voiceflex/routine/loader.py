@@ -108,7 +108,8 @@ class _Loader:
                 extra: dict[str, S.Field] | None = None) -> dict[str, yamlsource.Node] | None:
         """Key -> value node of a mapping, after reporting unknown and missing keys."""
         if not node.is_map:
-            return self.error(node.location, f"{what} must be a mapping (`key: value` lines), not {_kind_of(node.value)}") and None
+            self.error(node.location, f"{what} must be a mapping (`key: value` lines), not {_kind_of(node.value)}")
+            return None
         allowed = {**fields, **(extra or {})}
         out = {}
         for key, (key_node, value_node) in node.value.items():
@@ -252,9 +253,11 @@ class _Loader:
 
     def steps(self, node: yamlsource.Node, depth: int) -> tuple[Step, ...]:
         if not node.is_seq:
-            return self.error(node.location, f"`steps` must be a list (lines starting with `- `), not {_kind_of(node.value)}") and ()
+            self.error(node.location, f"`steps` must be a list (lines starting with `- `), not {_kind_of(node.value)}")
+            return ()
         if not node.value:
-            return self.error(node.location, "`steps` must not be empty") and ()
+            self.error(node.location, "`steps` must not be empty")
+            return ()
         out = []
         for item in node.value:
             step = self.step(item, depth)
