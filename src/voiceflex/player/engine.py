@@ -1,0 +1,270 @@
+"""The playback engine: a rendered track played from any sample, with exact pause and resume, and chapter skips."""
+
+from __future__ import annotations
+
+import bisect
+import enum
+import time
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Callable, Protocol
+
+from voiceflex.audio.rate import RATE, ms_to_samples
+from voiceflex.errors import UsageError
+
+if TYPE_CHECKING:
+    import numpy as np
+
+    from voiceflex.pipeline import Plan
+    from voiceflex.player.backend import Backend, Stream
+    from voiceflex.timeline import Timeline
+
+# `p` within this long of a chapter's start goes to the chapter before, as
+# music players do: a first press restarts the chapter, a quick second one
+# goes back further.
+BACK_AGAIN_S = 2.0
+# How often the engine looks at keys, the stream and the display.
+TICK_S = 0.1
+
+
+class Command(enum.Enum):
+    """What a key asks the player to do."""
+
+    TOGGLE = "pause or resume"
+    NEXT = "next chapter"
+    BACK = "back"
+    QUIT = "quit"
+
+
+class Keys(Protocol):
+    """A source of commands: waits up to `timeout` seconds, returns what came (maybe nothing)."""
+
+    def read(self, timeout: float) -> list[Command]: ...
+
+
+class NoKeys:
+    """No controls (standard input is not a terminal): just wait."""
+
+    def __init__(self, sleep: Callable[[float], None] = time.sleep):
+        self._sleep = sleep
+
+    def read(self, timeout: float) -> list[Command]:
+        self._sleep(timeout)
+        return []
+
+
+def render_track(plan: Plan) -> np.ndarray:
+    """The whole routine as one int16 array: exactly the samples `pipeline.render` gives, which export writes.
+
+    Played as one buffer (see simpleaudio_backend for why not in blocks);
+    30 minutes take 76 MiB.
+    """
+    import numpy as np
+
+    from voiceflex import pipeline
+
+    total = ms_to_samples(plan.timeline.duration_ms)
+    track = np.empty(total, np.int16)
+    filled = 0
+    for chunk in pipeline.render(plan):
+        if filled + len(chunk) > total:
+            filled += len(chunk)
+            break
+        track[filled:filled + len(chunk)] = chunk
+        filled += len(chunk)
+    if filled != total:
+        raise RuntimeError(f"the renderer gave {filled} samples for a {total}-sample track")
+    return track
+
+
+def find_chapter(timeline: Timeline, wanted: str) -> int:
+    """The 0-based index of the chapter `wanted` names: a 1-based number, or a title or its start (any case).
+
+    A title matches before a prefix; among prefixes the first chapter wins,
+    so `--from stretch` starts at "Stretch: left".
+    """
+    chapters = timeline.chapters
+    text = wanted.strip()
+    if text.isdigit():
+        number = int(text)
+        if 1 <= number <= len(chapters):
+            return number - 1
+    else:
+        folded = text.casefold()
+        titles = [c.title.casefold() for c in chapters]
+        if folded in titles:
+            return titles.index(folded)
+        for i, title in enumerate(titles):
+            if folded and title.startswith(folded):
+                return i
+    listing = ", ".join(f"{i} {c.title}" for i, c in enumerate(chapters, 1))
+    raise UsageError(f'--from "{wanted}" is not a chapter of this routine',
+                     hint=f"give a number from 1 to {len(chapters)} or a title: {listing}")
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """How a play ended: "finished" (the last sample was played) or "quit", and where."""
+
+    how: str
+    position: int
+
+
+class Player:
+    """Plays `track` through `backend` and keeps the exact position.
+
+    The position is a sample index into the track.  While a stream plays it
+    is the stream's origin plus what the stream reports played; when paused
+    it is the exact frame the stream stopped at, so a resume continues with
+    the very next sample.
+    """
+
+    def __init__(self, track: np.ndarray, timeline: Timeline, backend: Backend):
+        self.track = track
+        self.timeline = timeline
+        self.backend = backend
+        self.total = len(track)
+        self.starts = [min(ms_to_samples(c.start_ms), self.total) for c in timeline.chapters]
+        self._stream: Stream | None = None
+        self._origin = 0
+        self._position = 0
+        self.paused = False
+        self.finished = False
+
+    # ---- state -------------------------------------------------------------
+
+    @property
+    def playing(self) -> bool:
+        return self._stream is not None
+
+    def position(self) -> int:
+        if self._stream is None:
+            return self._position
+        return min(self._origin + self._stream.played(), self.total)
+
+    def chapter_at(self, position: int) -> int:
+        return max(0, bisect.bisect_right(self.starts, position) - 1)
+
+    def poll(self) -> None:
+        """Notice a stream that played to its end (every stream runs to the track's end)."""
+        if self._stream is not None and self._stream.done():
+            self._stream = None
+            self._position = self.total
+            self.finished = True
+
+    # ---- commands ----------------------------------------------------------
+
+    def start(self, at: int = 0) -> None:
+        self._play_from(at)
+
+    def toggle(self) -> None:
+        if self._stream is not None:
+            self._halt(exact=True)
+            self.paused = not self.finished
+        elif self.paused:
+            self._play_from(self._position)
+
+    def seek(self, at: int) -> None:
+        """Go to sample `at`: playing on from there, or staying paused there."""
+        if self._stream is not None:
+            self._halt(exact=False)
+            self._play_from(at)
+        elif not self.finished:
+            self._position = min(at, self.total)
+
+    def next_chapter(self) -> None:
+        """The next chapter's first sample; past the last chapter, the end of the routine."""
+        index = self.chapter_at(self.position())
+        if index + 1 < len(self.starts):
+            self.seek(self.starts[index + 1])
+        else:
+            self.stop()
+            self._position = self.total
+            self.finished = True
+
+    def back(self) -> None:
+        position = self.position()
+        index = self.chapter_at(position)
+        if position - self.starts[index] < BACK_AGAIN_S * RATE and index > 0:
+            index -= 1
+        self.seek(self.starts[index])
+
+    def stop(self) -> None:
+        """Silence now (quit, Ctrl-C); the position is kept as an estimate."""
+        if self._stream is not None:
+            self._halt(exact=False)
+
+    def apply(self, command: Command) -> bool:
+        """Carry out a command; False when it was the last (quit)."""
+        if command is Command.QUIT:
+            self.stop()
+            return False
+        if command is Command.TOGGLE:
+            self.toggle()
+        elif command is Command.NEXT:
+            self.next_chapter()
+        elif command is Command.BACK:
+            self.back()
+        return True
+
+    # ---- the loop ----------------------------------------------------------
+
+    def run(self, *, start_at: int | None = 0, keys: Keys | None = None,
+            on_update: Callable[[Player], None] | None = None) -> Outcome:
+        """Play from `start_at` (None: go on from `start`) until the last sample was played, or a quit.
+
+        Calls `on_update(self)` about ten times a second and after every
+        command (the display).  Whatever ends the loop (Ctrl-C too) leaves
+        the device silent.
+        """
+        keys = keys if keys is not None else NoKeys()
+        try:
+            if start_at is not None:
+                self.start(start_at)
+            while True:
+                self.poll()
+                if on_update is not None:
+                    on_update(self)
+                if self.finished:
+                    return Outcome("finished", self.total)
+                for command in keys.read(self._tick()):
+                    if command is Command.TOGGLE and self.playing and on_update is not None:
+                        # Show "paused" now: an exact halt lets the device
+                        # play on for about half a second (simpleaudio_backend).
+                        self.paused = True
+                        on_update(self)
+                    if not self.apply(command):
+                        return Outcome("quit", self.position())
+                    self.poll()
+                    if on_update is not None:
+                        on_update(self)
+        finally:
+            self.stop()
+
+    def _tick(self) -> float:
+        # Near the end, look more often: `play` returns as soon as the last
+        # sample was played, not up to a tick later.
+        if self._stream is None:
+            return TICK_S
+        left = (self.total - self.position()) / RATE
+        return min(TICK_S, max(0.005, left))
+
+    # ---- streams -----------------------------------------------------------
+
+    def _play_from(self, at: int) -> None:
+        at = max(0, min(at, self.total))
+        self.paused = False
+        if at >= self.total:
+            self._position = self.total
+            self.finished = True
+            return
+        self._origin = at
+        self._position = at
+        self.finished = False
+        self._stream = self.backend.play(self.track[at:])
+
+    def _halt(self, *, exact: bool) -> None:
+        stream, self._stream = self._stream, None
+        assert stream is not None
+        self._position = min(self._origin + stream.halt(exact=exact), self.total)
+        if self._position >= self.total:
+            self.finished = True
