@@ -57,3 +57,15 @@ def fake_engine() -> FakeEngine:
 def _private_voice_cache(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch):
     """Point the voice cache at a fresh folder, so no test reads or fills the user's cache."""
     monkeypatch.setenv("VOICEFLEX_CACHE_DIR", str(tmp_path_factory.mktemp("voice-cache")))
+
+
+def export_parts(timeline, meta, clips, tones, path, *, split=False, fmt="mp3", bitrate="64k", **kwargs):
+    """Export a hand-made timeline the way `voiceflex export` does: pipeline.render into export.write."""
+    from types import SimpleNamespace
+
+    from voiceflex import export, pipeline
+
+    planned = pipeline.Plan(SimpleNamespace(tones=tones), timeline, clips)
+    pcm = pipeline.render(planned, fmt=fmt, bitrate=bitrate)
+    write = export.write_split if split else export.write
+    return write(pcm, timeline, meta, path, fmt=fmt, bitrate=bitrate, **kwargs)

@@ -62,18 +62,58 @@ def plan(ref: str, *, engine=None, on_voice_progress: Progress | None = None) ->
     return Plan(routine, timeline, clips)
 
 
-def render(plan: Plan, *, start_sample: int = 0) -> Iterator[np.ndarray]:
+def render(plan: Plan, *, fmt: str = "wav", bitrate: str = "64k",
+           start_sample: int = 0) -> Iterator[np.ndarray]:
     """The samples of a planned routine (int16, RATE Hz mono) from `start_sample` to the end.
 
-    Every sink uses this: what `play` sends to the sound card is, sample for
-    sample, what `export --format wav` writes.
+    Levelled for the file format (SPEC 5: -16 LUFS, true peak <= -1 dBTP;
+    MP3 leaves room for what its encoder does to peaks).  `play` takes the
+    WAV levels: what it sends to the sound card is, sample for sample, what
+    `export --format wav` writes.
     """
     from voiceflex.audio import mixer
+    from voiceflex.audio.levels import plan_levels
+    from voiceflex.export.encoder import check_format, levels_for, parse_bitrate
 
-    placed = mixer.placements(plan.timeline, plan.clips, plan.routine.tones)
-    total = mixer.total_samples(plan.timeline)
-    if start_sample:
-        placed = [mixer.Placement(max(p.start - start_sample, 0), p.data[max(start_sample - p.start, 0):], p.scale)
-                  for p in placed if p.start + len(p.data) > start_sample]
-    for chunk in mixer.mix(placed, max(total - start_sample, 0)):
-        yield mixer.to_pcm16(chunk)
+    fmt = check_format(fmt)
+    target, ceiling = levels_for(fmt, parse_bitrate(bitrate) if fmt == "mp3" else 0)
+    # Streaming: the gain is known after one measurement; cues are shaped on
+    # the other core, ahead of the mix, while the first chunks already go out.
+    levels = plan_levels(plan.timeline, plan.clips, plan.routine.tones, target_lufs=target,
+                         ceiling_dbtp=ceiling, streaming=True)
+    try:
+        for chunk in mixer.render(plan.timeline, levels.clips, levels.tones, gain_db=levels.gain_db,
+                                  start_sample=start_sample):
+            yield mixer.to_pcm16(chunk)
+    finally:
+        levels.close()
+
+
+def export(ref: str, out_dir: Path, *, fmt: str = "mp3", bitrate: str = "64k", split: bool = False,
+           on_voice_progress: Progress | None = None, on_progress: Progress | None = None) -> Path:
+    """Render a routine into `out_dir/<name>.<fmt>` (or, split, a folder of chapters and a playlist)."""
+    from voiceflex import export as sink
+    from voiceflex.export.encoder import check_format, parse_bitrate
+
+    fmt = check_format(fmt)
+    if fmt == "mp3":
+        parse_bitrate(bitrate)  # a bad argument is reported before any work
+    planned = plan(ref, on_voice_progress=on_voice_progress)
+    name = _file_stem(ref)
+    pcm = render(planned, fmt=fmt, bitrate=bitrate)
+    if split:
+        return sink.write_split(pcm, planned.timeline, planned.routine, out_dir / name, fmt=fmt,
+                                bitrate=bitrate, on_progress=on_progress)
+    return sink.write(pcm, planned.timeline, planned.routine, out_dir / f"{name}.{fmt}", fmt=fmt,
+                      bitrate=bitrate, on_progress=on_progress)
+
+
+def _file_stem(ref: str) -> str:
+    """The routine's name for its exported file: the YAML file's own name, kept inside the folder."""
+    from voiceflex.export import slug
+
+    path = Path(ref)
+    stem = path.stem if path.suffix in (".yaml", ".yml") else path.name
+    if stem and stem.isprintable() and not stem.startswith(".") and "\\" not in stem:
+        return stem
+    return slug(stem, fallback="routine")

@@ -1,0 +1,548 @@
+"""The level plan of an export: every clip and tone at its level, and one gain to the target.
+
+How an export reaches -16 LUFS integrated with true peak <= -1 dBTP:
+
+1. Every clip is levelled to the target on its own, so short and long cues,
+   loud and quiet engines all speak at one level ("voice normalised"); tones
+   keep their ToneSpec.db, under the voice.
+2. The mix's integrated loudness, measured exactly (BS.1770, loudness.py),
+   gives the gain to the target.  It is usually +2 to +3.5 dB: short cues and
+   pauses leave part-empty 400 ms blocks, and the breathing glides, 9 dB
+   under the voice and seconds long, pass the -10 LU relative gate and pull
+   the average down (measured: 2.4 of the 2.7 dB on a routine one third
+   breathing).
+3. Each clip gets a peak budget: the ceiling, less that gain, less the tones
+   sounding under it (each tone's own envelope over the overlap); clips over
+   budget are shaped (dynamics.py) and levelled back, each measured exactly.
+4. Exact mode: the mix is measured again for the final gain.  The peak bound
+   (each clip's true peak plus the tones under it; tones alone) caps it; if
+   the cap bites by more than GIVE_DB, step 3 runs again with more in hand,
+   unless what binds cannot be shaped further.
+   Streaming mode (what export uses): the gain of step 2 stands, and step 3
+   runs in a background thread while the track is already being encoded.
+   Shaped cues are levelled back exactly, so the mix moves only by how its
+   part-empty blocks change (0.03-0.15 dB measured); a cue its budget is out
+   of reach for is turned down to it, so the peak bound always holds.
+
+How the mix is measured without holding it: K-weighting is linear, so the
+K-weighted mix is the sum of the K-weighted sounds at their places, and the
+energy of a sum over a 100 ms hop is the parts' energies plus twice their
+cross products.  Each sound is K-weighted once per version (original,
+shaped), and reduced on the spot to its energy per hop at each place it
+sounds (a cumulative-sum lookup) and its cross products with the tones it
+overlaps.  The result equals the meter run on the rendered track
+(tests/test_audio.py) at a fraction of the cost, and memory grows with the
+number of cues, never with the length of the routine.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, replace
+from typing import Any
+
+import numpy as np
+
+from voiceflex.audio.dynamics import shape
+from voiceflex.audio.loudness import (
+    BLOCK_HOPS,
+    HOP,
+    K_TAIL,
+    from_db,
+    gated_loudness,
+    hop_energies,
+    integrated_loudness,
+    k_weight,
+    to_db,
+    true_peak,
+)
+from voiceflex.audio.mixer import source_of, total_samples
+from voiceflex.audio.rate import RATE, ms_to_samples
+from voiceflex.audio.tones import synth
+from voiceflex.routine.model import ToneSpec
+from voiceflex.timeline import Timeline
+
+TARGET_LUFS = -16.0  # SPEC 5
+# SPEC 5 allows -1 dBTP; 0.2 dB kept for the int16 rounding and the meter's
+# 4x oversampling (a finer one may find a little more).  Lossy formats pass
+# their own ceiling: see export/encoder.py.
+CEILING_DBTP = -1.2
+
+# Tones never come closer than this to the ceiling (a routine may set `db: 0`).
+TONE_HEADROOM_DB = 4.0
+# A near-silent clip is not blown up into noise.
+MAX_LEVEL_GAIN_DB = 30.0
+# Shaped clips change the gated blocks a little, so the gain wanted after
+# shaping differs from the one shaped for by a tenth of a dB or so: up to
+# this much shortfall is accepted rather than shaping everything again.
+GIVE_DB = 0.25
+# No clip is shaped below this peak-to-loudness ratio, whatever the tones
+# under it ask (espeak's waveform crest alone is ~10 dB); the final gain
+# gives way instead.
+MIN_PLR_DB = 9.0
+# How far over its budget the shaping search may land (dynamics.PLR_OVER_DB).
+PLR_OVER_DB = 0.05
+# A tone's true peak over its sample peak: at most 1/cos(pi f / rate), 0.2 dB
+# for the highest built-in tone; 2.5% covers tones up to ~1.6 kHz.
+TP_FACTOR = 1.025
+# Clips are levelled and shaped in threads: numpy's FFTs and array loops run
+# without the GIL, and an export has both cores to itself before encoding.
+_WORKERS = min(4, os.cpu_count() or 1)
+
+
+@dataclass(frozen=True, eq=False)
+class Leveled:
+    """A clip at its place in the mix: int16 `samples` times `scale` (over 32768)."""
+
+    samples: np.ndarray
+    rate: int
+    scale: float
+
+    @property
+    def ms(self) -> int:
+        return round(len(self.samples) * 1000 / self.rate)
+
+    def as_float(self) -> np.ndarray:
+        return self.samples * np.float32(self.scale / 32768.0)
+
+
+@dataclass(frozen=True)
+class LevelPlan:
+    """What an export mixes: clips and tones at their levels, and the gain over all of it."""
+
+    clips: Mapping[str, Any]  # Leveled clips (or, streaming, Deferred ones)
+    tones: dict[str, ToneSpec]
+    gain_db: float
+    loudness_lufs: float  # integrated loudness of the mix after gain_db (streaming: expected)
+    peak_bound_dbtp: float  # upper bound of its true peak after gain_db
+    close: Callable[[], None] = lambda: None  # stops background shaping no longer needed
+
+
+def level_voice(clip: Any, target_lufs: float = TARGET_LUFS) -> Leveled:
+    """`clip` scaled to `target_lufs` (within +-30 dB; silence stays as it is)."""
+    samples, scale = _int16(clip)
+    loudness = _clip_loudness(samples, scale, k_weight(samples))
+    return Leveled(samples, RATE, scale * 32768.0 * _level_gain(loudness, target_lufs))
+
+
+def plan_levels(
+    timeline: Timeline,
+    clips: Mapping[str, Any],
+    tones: Mapping[str, ToneSpec],
+    *,
+    target_lufs: float = TARGET_LUFS,
+    ceiling_dbtp: float = CEILING_DBTP,
+    streaming: bool = False,
+) -> LevelPlan:
+    """Levels for exporting `timeline`: integrated loudness `target_lufs`, true peak <= ceiling.
+
+    With `streaming`, the plan is returned as soon as the gain is known (cues
+    levelled, the mix measured once): cues are shaped by a background thread
+    in the order they are first spoken, while the export already encodes, and
+    `clips` holds Deferred clips the mixer waits for.  Shaped cues are
+    levelled back exactly, so the mix's loudness moves only by how part-empty
+    blocks change: 0.04-0.15 dB on the routines measured, inside the 1 LU
+    allowed.  True peak stays bounded: a cue that cannot be shaped to its
+    budget is turned down to it.
+    """
+    texts = list(dict.fromkeys(e.text or "" for e in timeline.events if e.kind == "speech"))
+    for text in texts:
+        if text not in clips:
+            raise ValueError(f"no clip for the speech event {text!r}")
+    sources = {text: _int16(clips[text]) for text in texts}
+    tones = dict(tones)
+    meter = _Meter(timeline, {text: len(s) for text, (s, _) in sources.items()}, tones)
+    with ThreadPoolExecutor(_WORKERS) as pool:
+        made = pool.map(lambda t: _Voice(("speech", t), *sources[t], target_lufs, meter), texts)
+        voice = dict(zip(texts, made, strict=True))
+    leveled = {text: v.leveled for text, v in voice.items()}
+
+    first = meter.loudness({text: v.weighed for text, v in voice.items()}, tones)
+    if not np.isfinite(first):  # nothing audible: nothing to level
+        return LevelPlan(leveled, tones, 0.0, first, float("-inf"))
+
+    if streaming:
+        return _streaming(timeline, voice, tones, target_lufs - first, target_lufs, ceiling_dbtp)
+    ceiling = from_db(ceiling_dbtp)
+    planned = target_lufs - first
+    for _ in range(3):
+        tones_now = {name: _capped(spec, ceiling_dbtp - TONE_HEADROOM_DB - planned)
+                     for name, spec in tones.items()}
+        under = _Overlaps(timeline, tones_now)
+        allowance = under.per_cue(timeline, leveled)
+        room = ceiling / from_db(planned)  # the peak a clip may have at its own level
+        budgets = {text: max(to_db(max(room - allowance.get(text, 0.0), 1e-6)) - target_lufs,
+                             MIN_PLR_DB) for text in voice}
+        with ThreadPoolExecutor(_WORKERS) as pool:
+            shaped = pool.map(lambda t, b=budgets: voice[t].within(b[t]), voice)
+            results = dict(zip(voice, shaped, strict=True))
+        measured = meter.loudness({t: r.weighed for t, r in results.items()}, tones_now)
+        wanted = target_lufs - measured
+        bounds = {text: r.peak + allowance.get(text, 0.0) for text, r in results.items()}
+        bound = max([*bounds.values(), under.alone()], default=0.0)
+        final = min(wanted, ceiling_dbtp - to_db(bound))
+        if wanted - final <= GIVE_DB:
+            break
+        # Another round helps only if what holds the gain back could be
+        # shaped further: not tones alone, not a clip that missed its budget.
+        binding = [t for t, b in bounds.items() if b >= 0.999 * bound]
+        if not binding or any(budgets[t] <= MIN_PLR_DB or
+                              to_db(results[t].peak) - target_lufs > budgets[t] + 0.05
+                              for t in binding):
+            break
+        planned = wanted + 0.1
+    shaped = {text: r.clip for text, r in results.items()}
+    return LevelPlan(shaped, tones_now, final, measured + final, to_db(bound) + final)
+
+
+def _streaming(timeline: Timeline, voice: Mapping[str, _Voice], tones: Mapping[str, ToneSpec],
+               wanted: float, target_lufs: float, ceiling_dbtp: float) -> LevelPlan:
+    planned = wanted + PLR_OVER_DB  # room for the shaping search landing a little over
+    tones_now = {name: _capped(spec, ceiling_dbtp - TONE_HEADROOM_DB - planned)
+                 for name, spec in tones.items()}
+    under = _Overlaps(timeline, tones_now)
+    gain = min(wanted, ceiling_dbtp - to_db(max(under.alone(), 1e-9)))
+    allowance = under.per_cue(timeline, {text: v.leveled for text, v in voice.items()})
+    room = from_db(ceiling_dbtp) / from_db(planned)
+    peaks = {text: max(room - allowance.get(text, 0.0), 1e-6) for text in voice}
+    shaper = _Shaper(voice, peaks, target_lufs)
+    clips = {text: _DeferredClip(shaper, text) for text in voice}
+    return LevelPlan(clips, tones_now, gain, target_lufs - (wanted - gain), ceiling_dbtp,
+                     close=shaper.stop)
+
+
+class _Shaper:
+    """Shapes every cue to its peak in a background thread, first-spoken first."""
+
+    def __init__(self, voice: Mapping[str, _Voice], peaks: Mapping[str, float], target: float):
+        self.voice, self.peaks, self.target = voice, peaks, target
+        self._locks = {text: threading.Lock() for text in voice}
+        self._done: dict[str, Leveled] = {}
+        self._stopped = False
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def get(self, text: str) -> Leveled:
+        with self._locks[text]:
+            if text not in self._done:
+                peak = self.peaks[text]
+                budget = max(to_db(peak) - self.target, MIN_PLR_DB)
+                version = self.voice[text].within(budget)
+                clip = version.clip
+                if version.peak > peak:  # the budget was out of reach: turn it down
+                    clip = Leveled(clip.samples, RATE, clip.scale * peak / version.peak)
+                self._done[text] = clip
+            return self._done[text]
+
+    def stop(self) -> None:
+        self._stopped = True
+
+    def _run(self) -> None:
+        for text in self.voice:  # in first-spoken order
+            if self._stopped:
+                return
+            try:
+                self.get(text)
+            except Exception:  # noqa: BLE001 - raised again where the mixer asks for it
+                return
+
+
+@dataclass(frozen=True)
+class _DeferredClip:
+    """A cue the mixer gets from the shaper when it reaches it (mixer.Deferred)."""
+
+    shaper: _Shaper
+    text: str
+
+    def resolve(self) -> tuple[np.ndarray, np.float32]:
+        return source_of(self.shaper.get(self.text))
+
+
+# --- clips ----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Version:
+    """A clip at a level: the clip, its true peak, and its K-weighted energy where it lies."""
+
+    clip: Leveled
+    peak: float
+    weighed: _Weighed
+
+
+class _Voice:
+    """One cue: its clip levelled, and shaped to a peak budget on demand (the latest kept)."""
+
+    def __init__(self, key: tuple, samples: np.ndarray, scale: float, target_lufs: float,
+                 meter: _Meter):
+        self.key = key
+        self.target = target_lufs
+        self.meter = meter
+        weighed, k = meter.weigh(key, samples)
+        loudness = _clip_loudness(samples, scale, k)
+        self.leveled = Leveled(samples, RATE, scale * 32768.0 * _level_gain(loudness, target_lufs))
+        self.weighed = weighed.at(self.leveled.scale / 32768.0)
+        self.peak = true_peak(self.leveled.as_float())
+        self._last: tuple[float, _Version] | None = None
+
+    def within(self, max_plr_db: float) -> _Version:
+        """This clip with true peak at most `max_plr_db` above its level."""
+        if to_db(self.peak) - self.target <= max_plr_db:
+            return _Version(self.leveled, self.peak, self.weighed)
+        key = round(max_plr_db, 2)
+        if self._last is None or self._last[0] != key:  # only the latest is kept: memory
+            self._last = (key, self._shape(key))
+        return self._last[1]
+
+    def _shape(self, max_plr_db: float) -> _Version:
+        x = self.leveled.as_float()
+        aim = max_plr_db
+        for _ in range(3):
+            y, peak_y = shape(x, aim, self.target)
+            samples, scale = _quantize(y)
+            weighed, k = self.meter.weigh(self.key, samples)  # measured exactly
+            loudness = _clip_loudness(samples, scale / 32768.0, k)
+            level = _level_gain(loudness, self.target)
+            clip = Leveled(samples, RATE, scale * level)
+            # the search measured y's true peak; rounding to int16 moves it < 1e-4
+            peak = peak_y * level * 1.0001
+            over = to_db(peak) - self.target - max_plr_db
+            if over <= 0.05:
+                break
+            aim -= over + 0.02  # the search's loudness estimate was off by about this
+        return _Version(clip, peak, weighed.at(clip.scale / 32768.0))
+
+
+def _int16(clip: Any) -> tuple[np.ndarray, float]:
+    """A clip's samples as int16 and the factor to [-1, 1] (float clips are quantised)."""
+    samples, scale = source_of(clip)
+    if samples.dtype != np.int16:
+        samples, base = _quantize(samples * scale)
+        return samples, base / 32768.0
+    return samples, float(scale)
+
+
+def _clip_loudness(samples: np.ndarray, scale: float, k: np.ndarray) -> float:
+    """A clip's loudness (LUFS) from its K-weighted samples; shorter than a block: looped."""
+    if 0 < len(samples) < BLOCK_HOPS * HOP:
+        return integrated_loudness(np.resize(samples.astype(np.float32) * np.float32(scale),
+                                             BLOCK_HOPS * HOP))
+    return gated_loudness(hop_energies(k[: len(samples)]) * scale * scale)
+
+
+def _level_gain(loudness: float, target: float) -> float:
+    if not np.isfinite(loudness):
+        return 1.0
+    return from_db(float(np.clip(target - loudness, -MAX_LEVEL_GAIN_DB, MAX_LEVEL_GAIN_DB)))
+
+
+def _quantize(x: np.ndarray) -> tuple[np.ndarray, float]:
+    """Float samples as int16 filling the range, and the scale (over 32768) that restores them."""
+    peak = float(np.abs(x).max()) if len(x) else 0.0
+    if peak == 0.0:
+        return np.zeros(len(x), np.int16), 1.0
+    q = np.rint(np.asarray(x, dtype=np.float64) * (32767.0 / peak)).astype(np.int16)
+    return q, peak * 32768.0 / 32767.0
+
+
+def _capped(spec: ToneSpec, max_db: float) -> ToneSpec:
+    return spec if spec.db <= max_db else replace(spec, db=max_db)
+
+
+# --- peaks of tones -------------------------------------------------------------------------
+
+
+class _Overlaps:
+    """Where tones sound, to bound how much they add to the peaks of what sounds with them."""
+
+    def __init__(self, timeline: Timeline, tones: Mapping[str, ToneSpec]):
+        spans = []
+        for e in timeline.events:
+            if e.kind == "tone":
+                start, end = ms_to_samples(e.start_ms), ms_to_samples(e.end_ms)
+                spans.append((start, end, synth(tones[e.name], end - start)))
+        spans.sort(key=lambda span: span[0])
+        self.spans = spans
+        self.starts = np.array([s for s, _, _ in spans], dtype=np.int64)
+        self.longest = max((e - s for s, e, _ in spans), default=0)
+
+    def peak(self, start: int, end: int) -> float:
+        """An upper bound of the tones' summed true peak within [start, end): each tone's
+        own highest sample there (their envelopes fade), summed where tones overlap."""
+        lo = int(np.searchsorted(self.starts, start - self.longest))
+        hi = int(np.searchsorted(self.starts, end))
+        inside = []
+        for s, e, data in self.spans[lo:hi]:
+            a, b = max(s, start), min(e, end)
+            if a < b:
+                inside.append((a, b, float(np.abs(data[a - s:b - s]).max()) * TP_FACTOR))
+        if len(inside) <= 1:
+            return inside[0][2] if inside else 0.0
+        edges = sorted([(a, p) for a, _, p in inside] + [(b, -p) for _, b, p in inside])
+        running = most = 0.0
+        for _, change in edges:  # ends sort before starts at the same sample
+            running += change
+            most = max(most, running)
+        return most
+
+    def per_cue(self, timeline: Timeline, clips: Mapping[str, Leveled]) -> dict[str, float]:
+        """Per cue text, the most tone peak under any of its uses."""
+        allowance: dict[str, float] = {}
+        for e in timeline.events:
+            if e.kind == "speech":
+                text = e.text or ""
+                start = ms_to_samples(e.start_ms)
+                peak = self.peak(start, start + len(clips[text].samples))
+                allowance[text] = max(allowance.get(text, 0.0), peak)
+        return allowance
+
+    def alone(self) -> float:
+        """The highest peak of tones by themselves."""
+        return max((self.peak(s, e) for s, e, _ in self.spans), default=0.0)
+
+
+# --- the meter ----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Weighed:
+    """One version of a sound, K-weighted, reduced to what the meter needs: the energy it adds
+    to each 100 ms hop where it sounds, and the cross terms with the tones it overlaps."""
+
+    hops: np.ndarray  # hop indices
+    energy: np.ndarray  # its own energy in those hops, in its data's units squared
+    cross: tuple[tuple[np.ndarray, np.ndarray, str], ...] = ()  # (hops, sum k*k_tone, tone name)
+    k16: np.ndarray | None = None  # K-weighted samples (int16), kept only when it overlaps speech
+    k_scale: float = 0.0
+    level: float = 1.0  # data units to mix level
+
+    def at(self, level: float) -> _Weighed:
+        return replace(self, level=level)
+
+
+class _Meter:
+    """Integrated loudness of the track's mix from its sounds, each K-weighted once per version.
+
+    The energy of a sum over a hop is the sum of the parts' energies plus
+    twice their pairwise cross products, so nothing needs the mixed track:
+    each sound's own energy per hop comes from the cumulative sum of its
+    squared K-weighted samples at each place it sounds, and where a cue
+    overlaps a tone (a cue after a start tone, over a breathing glide) the
+    cross products are taken while the cue is K-weighted, against the tone's
+    K-weighted samples at unit amplitude (tones are few, and scale linearly
+    with their level).  Cues overlapping cues (only their 50 ms filter tails,
+    if a routine packs them tight) keep their K-weighted samples instead.
+    """
+
+    def __init__(self, timeline: Timeline, lengths: Mapping[str, int],
+                 tones: Mapping[str, ToneSpec]):
+        self.total = total_samples(timeline)
+        self.hop_count = -(-self.total // HOP)
+        self.shapes = {name: replace(spec, db=0.0) for name, spec in tones.items()}
+        spans = []  # (start, end with the K tail, key)
+        for e in timeline.events:
+            start = ms_to_samples(e.start_ms)
+            if e.kind == "speech":
+                key, length = ("speech", e.text or ""), lengths[e.text or ""]
+            else:
+                length = ms_to_samples(e.end_ms) - start
+                key = ("tone", e.name, length)
+            if length > 0 and start < self.total:
+                spans.append((start, min(start + length + K_TAIL, self.total), key))
+        spans.sort(key=lambda span: span[0])
+        self.starts: dict[tuple, list[int]] = {}
+        for start, _, key in spans:
+            self.starts.setdefault(key, []).append(start)
+        # Overlapping pairs, found by a sweep over the spans sorted by start.
+        self.speech_tone: dict[tuple, list[tuple[int, int, tuple]]] = {}
+        self.tone_tone: list[tuple[int, tuple, int, tuple]] = []
+        self.speech_speech: list[tuple[int, tuple, int, tuple]] = []
+        open_spans: list[tuple[int, int, tuple]] = []
+        for start, end, key in spans:
+            open_spans = [o for o in open_spans if o[1] > start]
+            for o_start, _, o_key in open_spans:
+                kinds = (o_key[0], key[0])
+                if kinds == ("tone", "tone"):
+                    self.tone_tone.append((o_start, o_key, start, key))
+                elif kinds == ("speech", "speech"):
+                    self.speech_speech.append((o_start, o_key, start, key))
+                elif o_key[0] == "speech":
+                    self.speech_tone.setdefault(o_key, []).append((o_start, start, key))
+                else:
+                    self.speech_tone.setdefault(key, []).append((start, o_start, o_key))
+            open_spans.append((start, end, key))
+        self.keep = {k for pair in self.speech_speech for k in (pair[1], pair[3])}
+        self._unit: dict[tuple, np.ndarray] = {}  # K-weighted tones at unit amplitude
+
+    def weigh(self, key: tuple, data: np.ndarray) -> tuple[_Weighed, np.ndarray]:
+        """`data` (the sound `key` stands for) weighed for the meter, and K-weighted (float32)."""
+        k = k_weight(data)
+        hops, energy = self._own(k, self.starts.get(key, ()))
+        cross = tuple(self._cross(k, start, self._unit_tone(tone), tone_start, tone[1])
+                      for start, tone_start, tone in self.speech_tone.get(key, ()))
+        k16, k_scale = None, 0.0
+        if key in self.keep:
+            k16, k_scale = _quantize(k)
+            k_scale /= 32768.0
+        return _Weighed(hops, energy, cross, k16, k_scale), k
+
+    def loudness(self, voices: Mapping[str, _Weighed], tones: Mapping[str, ToneSpec]) -> float:
+        """Integrated loudness of the mix: cues at the versions given, tones at their specs."""
+        energies = np.zeros(self.hop_count)
+        amplitude = {name: from_db(spec.db) for name, spec in tones.items()}
+        for w in voices.values():
+            np.add.at(energies, w.hops, w.energy * (w.level * w.level))
+            for hops, products, tone in w.cross:
+                np.add.at(energies, hops, products * (2.0 * w.level * amplitude[tone]))
+        for key, starts in self.starts.items():
+            if key[0] == "tone":
+                hops, energy = self._own(self._unit_tone(key), starts)
+                np.add.at(energies, hops, energy * amplitude[key[1]] ** 2)
+        for a_start, a, b_start, b in self.tone_tone:
+            hops, products = self._cross(self._unit_tone(a), a_start, self._unit_tone(b), b_start)
+            np.add.at(energies, hops, products * (2.0 * amplitude[a[1]] * amplitude[b[1]]))
+        for a_start, a, b_start, b in self.speech_speech:
+            wa, wb = voices[a[1]], voices[b[1]]
+            hops, products = self._cross(wa.k16 * np.float32(wa.k_scale), a_start,
+                                         wb.k16 * np.float32(wb.k_scale), b_start)
+            np.add.at(energies, hops, products * (2.0 * wa.level * wb.level))
+        return gated_loudness(energies)
+
+    def _own(self, k: np.ndarray, starts) -> tuple[np.ndarray, np.ndarray]:
+        """Hop indices and energies of `k` placed at each of `starts`."""
+        cumulative = np.concatenate(([0.0], np.cumsum(np.square(k, dtype=np.float64))))
+        hops, energy = [], []
+        for start in starts:
+            n = min(len(k), self.total - start)
+            first, last = start // HOP, (start + n - 1) // HOP
+            edges = np.arange(first, last + 2) * HOP - start
+            edges[0], edges[-1] = 0, n
+            hops.append(np.arange(first, last + 1))
+            energy.append(np.diff(cumulative[edges]))
+        if not hops:
+            return np.zeros(0, np.int64), np.zeros(0)
+        return np.concatenate(hops), np.concatenate(energy)
+
+    def _cross(self, a: np.ndarray, a_start: int, b: np.ndarray, b_start: int,
+               name: str | None = None):
+        """Per hop, the sum of a[n - a_start] * b[n - b_start] where both sound."""
+        lo = max(a_start, b_start)
+        hi = min(a_start + len(a), b_start + len(b), self.total)
+        if hi <= lo:
+            empty = (np.zeros(0, np.int64), np.zeros(0))
+            return (*empty, name) if name is not None else empty
+        products = (a[lo - a_start:hi - a_start].astype(np.float64)
+                    * b[lo - b_start:hi - b_start])
+        first, last = lo // HOP, (hi - 1) // HOP
+        edges = np.arange(first + 1, last + 1) * HOP - lo
+        sums = np.add.reduceat(products, np.concatenate(([0], edges)))
+        hops = np.arange(first, last + 1)
+        return (hops, sums, name) if name is not None else (hops, sums)
+
+    def _unit_tone(self, key: tuple) -> np.ndarray:
+        if key not in self._unit:
+            self._unit[key] = k_weight(synth(self.shapes[key[1]], key[2]))
+        return self._unit[key]

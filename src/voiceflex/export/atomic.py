@@ -1,0 +1,112 @@
+"""Atomic output: files are written under temporary names in their folder, then renamed.
+
+A crash, Ctrl-C, a full disk or an encoder failure leaves neither a partial
+file under the final name nor a temporary file behind, and the previous file
+of that name stays as it was.  Only a process killed outright (SIGKILL, power
+loss) can leave a temporary file; its name carries the writer's pid, and the
+next export into that folder removes it once that process is gone.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import secrets
+from collections.abc import Iterator
+from pathlib import Path
+
+from voiceflex.errors import EncoderError
+from voiceflex.export.encoder import fsync_file
+
+_TEMP = re.compile(r"^\..+\.voiceflex-[0-9a-f]{8}-(\d+)\.part$")
+
+
+def temp_name(final: Path) -> Path:
+    """A fresh temporary path next to `final`, hidden, naming this process."""
+    return final.with_name(f".{final.name}.voiceflex-{secrets.token_hex(4)}-{os.getpid()}.part")
+
+
+def prepare_folder(folder: Path) -> None:
+    """Create `folder` if needed and remove temporary files that dead exports left there."""
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise EncoderError(f"cannot create the folder {folder}: {e.strerror or e}") from None
+    with contextlib.suppress(OSError):
+        for entry in os.scandir(folder):
+            match = _TEMP.match(entry.name)
+            if match and not _alive(int(match.group(1))):
+                with contextlib.suppress(OSError):
+                    os.unlink(entry.path)
+
+
+class Staging:
+    """Files written under temporary names, renamed to their final names together on commit."""
+
+    def __init__(self) -> None:
+        self._pending: list[tuple[Path, Path]] = []  # (temporary, final)
+
+    def path_for(self, final: Path) -> Path:
+        """A temporary path to write what will become `final`."""
+        temp = temp_name(final)
+        self._pending.append((temp, final))
+        return temp
+
+    def commit(self) -> None:
+        """Flush every file and rename each over its final name, in the order staged."""
+        current = None
+        try:
+            for temp, final in self._pending:
+                current = final
+                fsync_file(temp)
+            for temp, final in self._pending:
+                current = final
+                os.replace(temp, final)
+        except OSError as e:
+            self.discard()
+            raise EncoderError(f"could not write {current}: {e.strerror or e}") from None
+        folders = {final.parent for _, final in self._pending}
+        self._pending = []
+        for folder in folders:
+            _fsync_folder(folder)
+
+    def discard(self) -> None:
+        """Remove every temporary file not yet renamed."""
+        for temp, _ in self._pending:
+            with contextlib.suppress(OSError):
+                os.unlink(temp)
+        self._pending = []
+
+
+@contextlib.contextmanager
+def staged() -> Iterator[Staging]:
+    """A Staging that commits when the block ends normally and discards on any exception."""
+    staging = Staging()
+    try:
+        yield staging
+    except BaseException:
+        staging.discard()
+        raise
+    staging.commit()
+
+
+def _alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:
+        return True  # exists, owned by someone else
+    return True
+
+
+def _fsync_folder(folder: Path) -> None:
+    with contextlib.suppress(OSError):
+        fd = os.open(folder, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)

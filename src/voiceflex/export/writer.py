@@ -1,0 +1,248 @@
+"""Export a timeline: one MP3 or WAV file with tags and chapters, or a file per chapter."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import threading
+from collections.abc import Callable, Iterable, Sequence
+from pathlib import Path
+from typing import Protocol
+
+import numpy as np
+
+from voiceflex.audio.mixer import total_samples
+from voiceflex.audio.rate import ms_to_samples
+from voiceflex.errors import EncoderError
+from voiceflex.export.atomic import prepare_folder, staged
+from voiceflex.export.cover import cover_png
+from voiceflex.export.encoder import Sink, check_format, open_sink, parse_bitrate
+from voiceflex.export.names import chapter_file_name, playlist_title
+from voiceflex.export.tags import ALBUM, DEFAULT_ARTIST, Tags, write_tags
+from voiceflex.timeline import Chapter, Timeline
+
+Progress = Callable[[int, int], None]
+
+
+class RoutineMeta(Protocol):
+    """What export needs to know about the routine (a Routine has it all)."""
+
+    title: str
+    description: str | None
+    author: str | None
+
+
+def write(
+    pcm: Iterable[np.ndarray],
+    timeline: Timeline,
+    routine: RoutineMeta,
+    path: Path,
+    *,
+    fmt: str = "mp3",
+    bitrate: str = "64k",
+    on_progress: Progress | None = None,
+) -> Path:
+    """Write the track `pcm` of `timeline` into `path` (MP3 with tags and chapters, or WAV); returns `path`.
+
+    `pcm` yields the track's int16 samples at 22050 Hz in chunks
+    (pipeline.render, levelled for `fmt`); it is consumed only once the
+    encoder is running, so the encoder starts up while the levels are planned.
+    The file appears under
+    `path` only once complete: on any failure (EncoderError,
+    MissingComponentError, KeyboardInterrupt...) the previous file of that
+    name is untouched and nothing else is left behind.  `on_progress(done,
+    total)` is called in samples as the track is encoded.
+    """
+    fmt = check_format(fmt)
+    kbps = parse_bitrate(bitrate) if fmt == "mp3" else 0
+    path = Path(path)
+    prepare_folder(path.parent)
+    cover = _Cover(routine.title) if fmt == "mp3" else None
+    with staged() as staging:
+        temp = staging.path_for(path)
+        segments = _Segments([temp], [(0, total_samples(timeline))], fmt, kbps)
+        _encode(pcm, total_samples(timeline), segments, on_progress)
+        if fmt == "mp3":
+            write_tags(temp, Tags(
+                title=routine.title, artist=routine.author or DEFAULT_ARTIST, album=ALBUM,
+                comment=routine.description, cover_png=cover.png(),
+                length_ms=timeline.duration_ms, chapters=timeline.chapters))
+    return path
+
+
+def write_split(
+    pcm: Iterable[np.ndarray],
+    timeline: Timeline,
+    routine: RoutineMeta,
+    folder: Path,
+    *,
+    fmt: str = "mp3",
+    bitrate: str = "64k",
+    on_progress: Progress | None = None,
+) -> Path:
+    """One file per chapter in `folder` (01-set-up.mp3, ...) and an .m3u8 playlist, returned.
+
+    The playlist, `folder/<folder name>.m3u8`, lists the files by relative
+    name with #EXTINF lengths.  All chapters share one level plan, so they
+    play at the same level; the routine as a whole measures -16 LUFS.  Files
+    are written under temporary names and renamed together at the end (the
+    playlist last); chapter files a previous export listed and this one does
+    not are then removed.
+    """
+    fmt = check_format(fmt)
+    kbps = parse_bitrate(bitrate) if fmt == "mp3" else 0
+    folder = Path(folder)
+    chapters = _chapters(timeline)
+    names = [chapter_file_name(i + 1, len(chapters), c.title, fmt) for i, c in enumerate(chapters)]
+    playlist = folder / f"{folder.name}.m3u8"
+    prepare_folder(folder)
+    previous = _listed(playlist)
+    cover = _Cover(routine.title) if fmt == "mp3" else None
+    with staged() as staging:
+        temps = [staging.path_for(folder / name) for name in names]
+        spans = [(ms_to_samples(c.start_ms), ms_to_samples(c.end_ms)) for c in chapters]
+        spans[-1] = (spans[-1][0], total_samples(timeline))
+        _encode(pcm, total_samples(timeline), _Segments(temps, spans, fmt, kbps), on_progress)
+        if fmt == "mp3":
+            png = cover.png()
+            for i, (temp, chapter) in enumerate(zip(temps, chapters, strict=True)):
+                write_tags(temp, Tags(
+                    title=chapter.title, artist=routine.author or DEFAULT_ARTIST,
+                    album=routine.title, comment=routine.description, cover_png=png,
+                    length_ms=chapter.end_ms - chapter.start_ms, track=(i + 1, len(chapters))))
+        _write_text(staging.path_for(playlist), _m3u8(chapters, names))
+    for stale in previous - set(names):
+        with contextlib.suppress(OSError):
+            os.unlink(folder / stale)
+    return playlist
+
+
+# --- rendering into sinks ------------------------------------------------------
+
+
+def _encode(pcm: Iterable[np.ndarray], total: int, segments: _Segments,
+            on_progress: Progress | None) -> None:
+    """Pour the track into the segments' sinks; on any failure abort them all."""
+    try:
+        segments.start()  # the encoder starts up before the first chunk is asked for
+        done = 0
+        for chunk in pcm:
+            segments.pour(chunk, done)
+            done += len(chunk)
+            if on_progress is not None:
+                on_progress(done, total)
+        if done != total:
+            raise EncoderError(f"the track has {done} samples, its timeline {total}")
+        segments.finish()
+    except BaseException:
+        segments.abort()
+        raise
+
+
+class _Segments:
+    """Consecutive sample spans of the track, each encoded into its own file.
+
+    The sink of the next span is opened when a span starts, so its encoder
+    process is up before the audio reaches it.
+    """
+
+    def __init__(self, paths: Sequence[Path], spans: Sequence[tuple[int, int]], fmt: str,
+                 kbps: int):
+        self.paths = list(paths)
+        self.spans = list(spans)
+        self.fmt, self.kbps = fmt, kbps
+        self.sinks: list[Sink | None] = [None] * len(self.paths)
+        self.current = 0
+
+    def start(self) -> None:
+        self._open(0)
+        self._open(1)
+
+    def pour(self, pcm: np.ndarray, start: int) -> None:
+        """Write `pcm` (starting at sample `start` of the track) into the span(s) it covers."""
+        end = start + len(pcm)
+        while self.current < len(self.spans):
+            lo, hi = self.spans[self.current]
+            a, b = max(start, lo), min(end, hi)
+            if a < b:
+                self._open(self.current).write(pcm[a - start:b - start])
+            if end < hi:
+                break
+            self._close(self.current)  # this span is complete
+            self.current += 1
+            self._open(self.current + 1)
+
+    def finish(self) -> None:
+        for i in range(self.current, len(self.sinks)):
+            self._open(i)
+            self._close(i)
+
+    def abort(self) -> None:
+        for i, sink in enumerate(self.sinks):
+            if sink is not None:
+                self.sinks[i] = None
+                sink.abort()
+
+    def _open(self, i: int) -> Sink | None:
+        if i >= len(self.sinks):
+            return None
+        if self.sinks[i] is None:
+            self.sinks[i] = open_sink(self.fmt, self.paths[i], self.kbps)
+        return self.sinks[i]
+
+    def _close(self, i: int) -> None:
+        sink = self.sinks[i]
+        if sink is not None:
+            self.sinks[i] = None
+            sink.close()
+
+
+# --- chapters, playlist, cover ------------------------------------------------------
+
+
+def _chapters(timeline: Timeline) -> list[Chapter]:
+    chapters = [c for c in timeline.chapters if c.end_ms > c.start_ms]
+    return chapters or [Chapter(timeline.title, 0, timeline.duration_ms)]
+
+
+def _m3u8(chapters: Iterable[Chapter], names: Iterable[str]) -> str:
+    lines = ["#EXTM3U"]
+    for chapter, name in zip(chapters, names, strict=True):
+        seconds = max(1, (chapter.end_ms - chapter.start_ms + 500) // 1000)
+        lines += [f"#EXTINF:{seconds},{playlist_title(chapter.title)}", name]
+    return "\n".join(lines) + "\n"
+
+
+def _listed(playlist: Path) -> set[str]:
+    """The plain file names an existing playlist lists (nothing that could leave its folder)."""
+    try:
+        text = playlist.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError):
+        return set()
+    names = {line.strip() for line in text.splitlines()
+             if line.strip() and not line.startswith("#")}
+    return {n for n in names if "/" not in n and "\\" not in n and not n.startswith(".")}
+
+
+def _write_text(path: Path, text: str) -> None:
+    try:
+        path.write_text(text, encoding="utf-8")
+    except OSError as e:
+        raise EncoderError(f"could not write {path.name}: {e.strerror or e}") from None
+
+
+class _Cover:
+    """The cover art, drawn in a thread while the track is mixed and encoded."""
+
+    def __init__(self, title: str):
+        self._png: bytes | None = None
+        self._thread = threading.Thread(target=self._draw, args=(title,), daemon=True)
+        self._thread.start()
+
+    def _draw(self, title: str) -> None:
+        with contextlib.suppress(Exception):  # no cover is better than no export
+            self._png = cover_png(title)
+
+    def png(self) -> bytes | None:
+        self._thread.join()
+        return self._png

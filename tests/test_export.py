@@ -1,0 +1,306 @@
+"""Export without a real encoder: atomic output, failures, names, playlists, tags."""
+
+from __future__ import annotations
+
+import errno
+import os
+import subprocess
+import sys
+import textwrap
+import wave
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from conftest import export_parts
+
+from voiceflex import export
+from voiceflex.audio.rate import RATE
+from voiceflex.errors import EncoderError, Location, MissingComponentError, UsageError
+from voiceflex.export import atomic, encoder, names
+from voiceflex.export.tags import Tags, write_tags
+from voiceflex.routine.model import DEFAULT_TONES
+from voiceflex.timeline import Chapter, Event, Timeline
+
+HERE = Location("test.yaml", 1, 1)
+
+
+@dataclass
+class FakeClip:
+    samples: np.ndarray
+    rate: int = RATE
+
+
+@dataclass
+class Meta:
+    title: str = "Hip flexor stretch"
+    description: str | None = "Loosens the hips."
+    author: str | None = None
+
+
+def routine(seconds_per_chapter: float = 4.0, titles=("Set up", "Stretch: left", "Stretch: right")):
+    """A small timeline of noisy cues and tones, one chapter per title."""
+    rng = np.random.default_rng(0)
+    clips, events, chapters, t = {}, [], [], 0
+    for i, title in enumerate(titles):
+        text = f"cue {i}"
+        burst = rng.standard_normal(int(0.8 * RATE)) * np.hanning(int(0.8 * RATE)) * 3000
+        clips[text] = FakeClip(burst.astype(np.int16))
+        events.append(Event("speech", t + 100, t + 900, i, HERE, text=text))
+        events.append(Event("tone", t + 1200, t + 1380, i, HERE, name="start", freq_hz=880.0))
+        end = t + int(seconds_per_chapter * 1000)
+        chapters.append(Chapter(title, t, end))
+        t = end
+    return Timeline("Hip flexor stretch", t, tuple(chapters), tuple(events)), clips
+
+
+FAKE_FFMPEG = """\
+#!{python}
+import os, sys, time
+out = sys.argv[-1]
+mode = os.environ.get("FAKE_FFMPEG", "ok")
+with open(os.environ.get("FAKE_FFMPEG_PIDS", os.devnull), "a") as f:
+    f.write(f"{{os.getpid()}}\\n")
+with open(out, "wb") as f:
+    f.write(b"\\xff\\xfb" * 100)  # something, as ffmpeg would have started writing
+    if mode == "ok":
+        while sys.stdin.buffer.read(65536):
+            pass
+    elif mode == "fail":
+        sys.stdin.buffer.read(50000)
+        print("[libmp3lame] frame size 1152", file=sys.stderr)
+        print("av_interleaved_write_frame(): No space left on device", file=sys.stderr)
+        sys.exit(1)
+    elif mode == "slow":
+        while sys.stdin.buffer.read(4096):
+            time.sleep(0.01)
+"""
+
+
+@pytest.fixture
+def fake_ffmpeg(tmp_path, monkeypatch):
+    """An 'ffmpeg' on PATH that behaves as $FAKE_FFMPEG says and logs its pid."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    script = bin_dir / "ffmpeg"
+    script.write_text(FAKE_FFMPEG.format(python=sys.executable))
+    script.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}")
+    pids = tmp_path / "pids"
+    monkeypatch.setenv("FAKE_FFMPEG_PIDS", str(pids))
+    return pids
+
+
+def listing(folder: Path) -> list[str]:
+    return sorted(p.name for p in folder.iterdir())
+
+
+def test_mp3_export_writes_the_file_and_its_tags(tmp_path, fake_ffmpeg):
+    tl, clips = routine()
+    out = tmp_path / "audio" / "hip.mp3"
+    assert export_parts(tl, Meta(), clips, DEFAULT_TONES, out) == out
+    assert listing(out.parent) == ["hip.mp3"]
+    from mutagen.id3 import ID3
+
+    tags = ID3(out)
+    assert tags.version[:2] == (2, 3)
+    assert str(tags["TIT2"]) == "Hip flexor stretch"
+    assert str(tags["TPE1"]) == "voiceflex"
+    assert [c.sub_frames["TIT2"].text[0] for c in tags.getall("CHAP")] != []
+
+
+@pytest.mark.parametrize("fmt", ["mp3", "wav"])
+def test_a_failing_encoder_leaves_the_old_file_and_no_temp(tmp_path, fake_ffmpeg, monkeypatch, fmt):
+    monkeypatch.setenv("FAKE_FFMPEG", "fail")
+    calls = {"n": 0}
+    real = wave.Wave_write.writeframesraw
+
+    def full_disk(self, data):
+        calls["n"] += 1
+        if calls["n"] > 1:
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        return real(self, data)
+
+    monkeypatch.setattr(wave.Wave_write, "writeframesraw", full_disk)
+    tl, clips = routine(seconds_per_chapter=8)
+    out = tmp_path / f"hip.{fmt}"
+    out.write_bytes(b"the previous export")
+    with pytest.raises(EncoderError, match="No space left on device"):
+        export_parts(tl, Meta(), clips, DEFAULT_TONES, out, fmt=fmt)
+    assert out.read_bytes() == b"the previous export"
+    assert [n for n in listing(tmp_path) if n not in ("bin", "pids")] == [f"hip.{fmt}"]
+
+
+def test_ctrl_c_mid_encode_stops_ffmpeg_and_cleans_up(tmp_path, fake_ffmpeg, monkeypatch):
+    monkeypatch.setenv("FAKE_FFMPEG", "slow")
+    tl, clips = routine(seconds_per_chapter=20)
+    out = tmp_path / "hip.mp3"
+
+    def interrupt(done, total):
+        if done > 0:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        export_parts(tl, Meta(), clips, DEFAULT_TONES, out, on_progress=interrupt)
+    assert listing(tmp_path) == ["bin", "pids"]
+    for pid in map(int, fake_ffmpeg.read_text().split()):
+        with pytest.raises(ProcessLookupError):  # killed and reaped, not left running
+            os.kill(pid, 0)
+
+
+def test_missing_ffmpeg_says_how_to_install_it(tmp_path, monkeypatch):
+    monkeypatch.setenv("PATH", str(tmp_path / "nothing-here"))
+    tl, clips = routine()
+    with pytest.raises(MissingComponentError) as caught:
+        export_parts(tl, Meta(), clips, DEFAULT_TONES, tmp_path / "out" / "hip.mp3")
+    assert caught.value.hint == "install ffmpeg: sudo apt-get install ffmpeg"
+    assert listing(tmp_path / "out") == []
+
+
+def test_wav_export_is_exact_in_length(tmp_path):
+    tl, clips = routine()
+    progress = []
+    out = export_parts(tl, Meta(), clips, DEFAULT_TONES, tmp_path / "hip.wav", fmt="wav",
+                       on_progress=lambda done, total: progress.append((done, total)))
+    with wave.open(str(out)) as w:
+        assert (w.getnchannels(), w.getsampwidth(), w.getframerate()) == (1, 2, RATE)
+        assert w.getnframes() == round(tl.duration_ms * RATE / 1000)
+    assert progress[-1][0] == progress[-1][1] == round(tl.duration_ms * RATE / 1000)
+    assert [d for d, _ in progress] == sorted(d for d, _ in progress)
+
+
+def test_split_writes_chapter_files_and_a_relative_playlist(tmp_path):
+    tl, clips = routine(titles=("Set up", "Stretch: left", "Stretch / right\nside"))
+    folder = tmp_path / "hip-flexor"
+    folder.mkdir()
+    (folder / "09-old-chapter.wav").write_bytes(b"old")
+    (folder / "notes.txt").write_text("mine")
+    (folder / "hip-flexor.m3u8").write_text("#EXTM3U\n#EXTINF:3,Old\n09-old-chapter.wav\n")
+    playlist = export_parts(tl, Meta(), clips, DEFAULT_TONES, folder, split=True, fmt="wav")
+    assert playlist == folder / "hip-flexor.m3u8"
+    assert listing(folder) == ["01-set-up.wav", "02-stretch-left.wav", "03-stretch-right-side.wav",
+                               "hip-flexor.m3u8", "notes.txt"]
+    assert playlist.read_text() == (
+        "#EXTM3U\n"
+        "#EXTINF:4,Set up\n01-set-up.wav\n"
+        "#EXTINF:4,Stretch: left\n02-stretch-left.wav\n"
+        "#EXTINF:4,Stretch / right side\n03-stretch-right-side.wav\n")
+    lengths = []
+    for name in listing(folder)[:3]:
+        with wave.open(str(folder / name)) as w:
+            lengths.append(w.getnframes())
+    assert lengths == [round(4000 * RATE / 1000)] * 3
+
+
+def test_split_failure_leaves_the_previous_set(tmp_path, fake_ffmpeg, monkeypatch):
+    tl, clips = routine()
+    folder = tmp_path / "hip"
+    export_parts(tl, Meta(), clips, DEFAULT_TONES, folder, split=True)
+    before = {name: (folder / name).read_bytes() for name in listing(folder)}
+    monkeypatch.setenv("FAKE_FFMPEG", "fail")
+    with pytest.raises(EncoderError):
+        export_parts(tl, Meta(title="Other"), clips, DEFAULT_TONES, folder, split=True)
+    assert {name: (folder / name).read_bytes() for name in listing(folder)} == before
+
+
+def test_dead_exports_temp_files_are_swept(tmp_path):
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    stale = tmp_path / f".hip.mp3.voiceflex-0123abcd-{dead.pid}.part"
+    live = tmp_path / f".hip.mp3.voiceflex-0123abcd-{os.getpid()}.part"
+    mine = tmp_path / ".hip.mp3.part"  # not ours: left alone
+    for p in (stale, live, mine):
+        p.write_bytes(b"x")
+    atomic.prepare_folder(tmp_path)
+    assert listing(tmp_path) == sorted([live.name, mine.name])
+
+
+@pytest.mark.parametrize("title,expected", [
+    ("Stretch: left", "stretch-left"),
+    ("../../etc/passwd", "etc-passwd"),
+    ("..", "chapter"),
+    ("", "chapter"),
+    ("a/b\\c", "a-b-c"),
+    ("tab\there\x00nul\nline", "tab-here-nul-line"),
+    ("Hüfte dehnen", "hufte-dehnen"),
+    ("Rounds: 2 of 3", "rounds-2-of-3"),
+    ("ストレッチ", "ストレッチ"),
+    ("🙂🙂", "chapter"),
+    ("x" * 200, "x" * names.MAX_SLUG),
+])
+def test_names_are_safe(title, expected):
+    assert names.slug(title) == expected
+
+
+def test_chapter_file_names_stay_in_their_folder():
+    for title in ["../up", "/abs/path", ".hidden", "C:\\windows", "a\x1fb"]:
+        name = names.chapter_file_name(1, 3, title, "mp3")
+        assert "/" not in name and "\\" not in name and not name.startswith(".")
+        assert Path("/base", name).resolve().parent == Path("/base")
+    assert names.chapter_file_name(7, 120, "Go", "mp3") == "007-go.mp3"
+
+
+def test_usage_errors_for_format_and_bitrate():
+    assert encoder.parse_bitrate("64k") == 64 and encoder.parse_bitrate(128) == 128
+    assert encoder.parse_bitrate(" 32K ") == 32
+    for bad in ["63k", "fast", "320k", "", "-64k"]:
+        with pytest.raises(UsageError):
+            encoder.parse_bitrate(bad)
+    with pytest.raises(UsageError):
+        encoder.check_format("ogg")
+
+
+def test_tags_are_id3v23_with_an_ordered_chapter_table(tmp_path):
+    from mutagen.id3 import ID3, CTOCFlags
+
+    path = tmp_path / "x.mp3"
+    path.write_bytes(b"\xff\xfb\x90\x00" * 200)
+    chapters = [Chapter(f"Chapter {i} " + "long " * (i % 3), i * 1000, (i + 1) * 1000)
+                for i in range(12)]
+    write_tags(path, Tags(title="Tïtle", artist="Ann", comment="Desc", cover_png=b"\x89PNG fake",
+                          length_ms=12000, chapters=chapters))
+    tags = ID3(path)
+    assert tags.version[:2] == (2, 3)
+    assert [str(tags[f]) for f in ("TIT2", "TPE1", "TALB")] == ["Tïtle", "Ann", "voiceflex"]
+    assert tags.getall("COMM")[0].text == ["Desc"]
+    assert tags.getall("APIC")[0].mime == "image/png"
+    toc = tags.getall("CTOC")[0]
+    assert toc.flags & CTOCFlags.TOP_LEVEL and toc.flags & CTOCFlags.ORDERED
+    by_id = {c.element_id: c for c in tags.getall("CHAP")}
+    ordered = [by_id[i] for i in toc.child_element_ids]
+    assert [(c.start_time, c.end_time) for c in ordered] == [
+        (c.start_ms, c.end_ms) for c in chapters]
+    assert [c.sub_frames["TIT2"].text[0] for c in ordered] == [c.title for c in chapters]
+
+
+def test_cover_is_a_square_png():
+    from voiceflex.export.cover import cover_png
+
+    png = cover_png("Kneeling hip flexor stretch with a rather long title indeed")
+    assert png.startswith(b"\x89PNG\r\n\x1a\n")
+    import io
+
+    from PIL import Image
+
+    image = Image.open(io.BytesIO(png))
+    assert image.size[0] == image.size[1] >= 300
+    assert len(np.unique(np.asarray(image.convert("L")))) > 50  # text and gradient, not blank
+
+
+def test_encoder_failure_message_names_the_file_and_ffmpegs_last_line(tmp_path, fake_ffmpeg,
+                                                                         monkeypatch):
+    monkeypatch.setenv("FAKE_FFMPEG", "fail")
+    sink = encoder.Mp3Sink(tmp_path / "x.mp3", 64)
+    with pytest.raises(EncoderError) as caught:
+        for _ in range(100):
+            sink.write(np.zeros(22050, np.int16))
+        sink.close()
+    sink.abort()
+    assert str(caught.value) == (
+        "ffmpeg could not encode x.mp3: av_interleaved_write_frame(): No space left on device")
+
+
+def test_module_docs_show_the_api():
+    assert "write_split" in textwrap.dedent(export.__doc__)
