@@ -67,6 +67,25 @@ def _parser() -> argparse.ArgumentParser:
     p = command("plan", _plan, "show the timeline of a routine")
     p.add_argument("routine", metavar="ROUTINE")
     p.add_argument("--json", action="store_true", help="print the plan as JSON (SPEC section 4)")
+    p = command("export", _export, "render a routine to an MP3 (or WAV) file with chapters")
+    p.add_argument("routine", metavar="ROUTINE", nargs="?")
+    p.add_argument("-o", "--output", metavar="DIR", default="audio", help="folder to write to (default: audio/)")
+    p.add_argument("--format", choices=["mp3", "wav"], default="mp3")
+    p.add_argument("--bitrate", default="64k", help="MP3 bitrate (default: 64k)")
+    p.add_argument("--split", action="store_true",
+                   help="one file per chapter in a folder DIR/<name>/, with an .m3u8 playlist")
+    p.add_argument("--all", action="store_true", help="export every built-in routine")
+    p = command("play", _play, "play a routine live through the default sound output")
+    p.add_argument("routine", metavar="ROUTINE")
+    p.add_argument("--from", dest="start", metavar="CHAPTER",
+                   help="start at this chapter: its number (from 1) or its title, or the start of it")
+    p.epilog = ("keys, when standard input is a terminal: space pauses and resumes, n or right arrow "
+                "skips to the next chapter, p or left arrow goes back to the chapter's start (twice: "
+                "the chapter before), q quits; Ctrl-C stops too (exit status 130)")
+    p = command("check", _check, "listen to a routine's audio and check every cue, tone and level")
+    p.add_argument("routine", metavar="ROUTINE")
+    p.add_argument("--audio", metavar="FILE", help="check this file (e.g. an exported MP3) instead of a fresh render")
+    p.add_argument("--json", action="store_true", help="print the report as JSON (docs/check.md)")
     p = command("voices", _voices, "list the voices of a speech engine")
     p.add_argument("--engine", default="pyttsx3", choices=["pyttsx3", "espeak-ng"])
     command("schema", _schema, "print the JSON Schema of routine files, for editors")
@@ -132,6 +151,80 @@ def _plan(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _export(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from voiceflex import pipeline
+    from voiceflex.errors import UsageError
+    from voiceflex.routine import builtin_names
+
+    if args.all == (args.routine is not None):
+        raise UsageError("give one ROUTINE, or --all for every built-in routine")
+    for ref in builtin_names() if args.all else [args.routine]:
+        with _voice_progress("Rendering voice cues") as voice_progress, \
+                _voice_progress(f"Exporting {ref}") as progress:
+            path = pipeline.export(ref, Path(args.output), fmt=args.format, bitrate=args.bitrate,
+                                   split=args.split, on_voice_progress=voice_progress, on_progress=progress)
+        print(path)
+    return EXIT_OK
+
+
+def _play(args: argparse.Namespace) -> int:
+    import shlex
+    from contextlib import nullcontext
+
+    from voiceflex import pipeline, player
+    from voiceflex.errors import DeviceError
+
+    with _voice_progress("Rendering voice cues") as progress:
+        plan = pipeline.plan(args.routine, on_voice_progress=progress)
+    chapter = player.find_chapter(plan.timeline, args.start) if args.start is not None else 0
+    track = player.render_track(plan)
+    # Keys only from a terminal we are in the foreground of: changing the
+    # terminal's mode from a background job would stop us (SIGTTOU).
+    stdin = sys.stdin
+    keyed = stdin is not None and stdin.isatty() and os.tcgetpgrp(stdin.fileno()) == os.getpgrp()
+    try:
+        session = player.Player(track, plan.timeline, player.default_backend())
+        session.start(session.starts[chapter])  # opens the device: no display if there is none
+    except DeviceError as exc:
+        raise DeviceError(f"{exc}; to listen elsewhere: voiceflex export {shlex.quote(args.routine)}") from None
+    try:
+        with player.terminal_keys(stdin.fileno()) if keyed else nullcontext() as keys, \
+                _play_view(plan.timeline, keys=keyed) as show:
+            outcome = session.run(start_at=None, keys=keys, on_update=show)
+            show(session, outcome.how)
+    finally:
+        session.stop()  # also when the terminal or display failed before `run` took over
+    return EXIT_OK
+
+
+def _check(args: argparse.Namespace) -> int:
+    from voiceflex import check, pipeline
+
+    with _voice_progress("Rendering voice cues") as progress:
+        plan = pipeline.plan(args.routine, on_voice_progress=progress)
+    with _voice_progress("Listening to the cues") as progress:
+        report = check.check(plan, args.audio, on_progress=progress)
+    if args.json:
+        json.dump(report.to_json(), sys.stdout, indent=2, ensure_ascii=False)
+        sys.stdout.write("\n")
+    else:
+        _table(["time", "kind", "cue", "verdict", "why"],
+               [(_clock(r.start_ms), r.kind, r.label if r.kind == "speech" else f"[{r.label}]", r.verdict, r.reason)
+                for r in report.rows])
+        for w in report.warnings:
+            print(f"warning: {_clock(w.start_ms)} \"{w.label}\": {w.message}")
+        print()
+        _table(["measure", "value", "target", "verdict"],
+               [(m.name, "none" if m.value is None else f"{m.value:.1f} {m.unit}".rstrip()
+                 if isinstance(m.value, float) else f"{m.value} {m.unit}".rstrip(), m.target, m.verdict)
+                for m in report.measures])
+        print()
+        print(f"{report.audio or 'rendered'}: {report.summary()}")
+    return EXIT_OK if report.passed else EXIT_FAILURE
+
+
 def _voices(args: argparse.Namespace) -> int:
     from voiceflex import voice
 
@@ -193,6 +286,40 @@ def _table(headers: list[str], rows: list[tuple[str, ...]]) -> None:
     widths = [max(len(h), *(len(r[i]) for r in rows)) if rows else len(h) for i, h in enumerate(headers)]
     for row in [tuple(headers), *rows]:
         print("  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip())
+
+
+@contextmanager
+def _play_view(timeline, *, keys: bool) -> Iterator:
+    """The player's display: live on a terminal (~10 updates a second), else one line per chapter as it starts."""
+    from voiceflex.player import StatusModel, chapter_line, rich_view
+
+    model = StatusModel(timeline)
+
+    def status(session, how: str | None):
+        state = ("finished" if session.finished else "stopped" if how == "quit"
+                 else "paused" if session.paused else "playing")
+        return model.at(session.position(), state=state)
+
+    if sys.stdout.isatty():
+        from rich.console import Console
+        from rich.live import Live
+
+        with Live(console=Console(), auto_refresh=False) as live:
+            def show(session, how: str | None = None) -> None:
+                live.update(rich_view(status(session, how), keys=keys), refresh=True)
+
+            yield show
+        return
+
+    printed: list[int] = []
+
+    def show(session, how: str | None = None) -> None:
+        now = status(session, how)
+        if now.state == "playing" and (not printed or printed[-1] != now.chapter):
+            printed.append(now.chapter)
+            print(chapter_line(now), flush=True)
+
+    yield show
 
 
 @contextmanager
