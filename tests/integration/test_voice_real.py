@@ -7,7 +7,7 @@ import pytest
 
 from voiceflex.errors import UsageError
 from voiceflex.routine.model import VoiceSettings
-from voiceflex.voice import Clip, VoiceCache, get_engine, list_voices, synthesize
+from voiceflex.voice import Clip, VoiceCache, get_engine, list_voices, pyttsx3_engine, synthesize
 
 pytestmark = pytest.mark.integration
 
@@ -115,3 +115,22 @@ def test_library_prints_nothing(capfd):
     captured = capfd.readouterr()
     assert captured.out == ""
     assert captured.err == ""
+
+
+def test_engine_info_is_remembered_per_installation(monkeypatch, tmp_path):
+    monkeypatch.setenv("VOICEFLEX_CACHE_DIR", str(tmp_path))
+    calls = []
+    real_pool = pyttsx3_engine.WorkerPool
+
+    class CountingPool(real_pool):
+        def call(self, *args):
+            calls.append(args)
+            return super().call(*args)
+
+    monkeypatch.setattr(pyttsx3_engine, "WorkerPool", CountingPool)
+    first = get_engine("pyttsx3")
+    assert first.version and first.voices()
+    second = get_engine("pyttsx3")
+    assert (second.version, second.voices()) == (first.version, first.voices())
+    assert len(calls) == 1, "the second engine read the remembered answer"
+    assert list(tmp_path.glob("pyttsx3-info-*.json"))

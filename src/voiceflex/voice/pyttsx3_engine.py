@@ -4,30 +4,63 @@ from __future__ import annotations
 
 import importlib.util
 from collections.abc import Iterator, Sequence
+import hashlib
+import json
+import os
+import tempfile
 from ctypes.util import find_library
+from pathlib import Path
 
 import numpy as np
 
 from voiceflex.errors import MissingComponentError
+from voiceflex.voice.cache import default_cache_dir
 from voiceflex.voice.engine import Clip, VoiceInfo, trim_silence
 from voiceflex.voice.workers import CUE_TIMEOUT, WorkerPool
 
 # Lives in a module of its own so that worker processes import nothing else.
 BACKEND = "voiceflex.voice.pyttsx3_backend:Pyttsx3Backend"
+_LIB_DIRS = ("/usr/lib/x86_64-linux-gnu", "/usr/lib/aarch64-linux-gnu", "/usr/lib64", "/usr/lib",
+             "/usr/local/lib")
 _FIX = "install espeak-ng: sudo apt-get install espeak-ng (or run scripts/setup)"
 
 
-def check_installed() -> None:
-    """Raise MissingComponentError unless pyttsx3 and libespeak-ng are both there."""
+def check_installed() -> Path | str:
+    """libespeak-ng's file; raises MissingComponentError unless pyttsx3 and libespeak-ng are both there."""
     if importlib.util.find_spec("pyttsx3") is None:
         raise MissingComponentError(
             "the Python package pyttsx3 is not installed",
             hint="pip install pyttsx3 (or run scripts/setup)",
         )
-    if find_library("espeak-ng") is None:
+    library = _espeak_library()
+    if library is None:
         raise MissingComponentError(
             "libespeak-ng is not installed; pyttsx3 speaks through it", hint=_FIX
         )
+    return library
+
+
+def _espeak_library() -> Path | str | None:
+    # The usual places first: ctypes' find_library runs ldconfig (~50 ms), which
+    # every warm `play` would otherwise pay before its first sound.
+    for folder in _LIB_DIRS:
+        path = Path(folder) / "libespeak-ng.so.1"
+        if path.exists():
+            return path.resolve()
+    return find_library("espeak-ng")
+
+
+def _fingerprint(library: Path | str) -> str:
+    """What identifies this installation of pyttsx3 and libespeak-ng, cheaply."""
+    parts: list[object] = []
+    spec = importlib.util.find_spec("pyttsx3")
+    for path in (spec.origin if spec else None, library):
+        try:
+            stat = os.stat(path) if path else None
+        except OSError:
+            stat = None
+        parts.append([str(path), stat.st_size if stat else 0, stat.st_mtime_ns if stat else 0])
+    return hashlib.sha256(json.dumps(parts).encode()).hexdigest()[:24]
 
 
 class Pyttsx3Engine:
@@ -36,7 +69,7 @@ class Pyttsx3Engine:
     name = "pyttsx3"
 
     def __init__(self, *, timeout: float = CUE_TIMEOUT):
-        check_installed()
+        self._library = check_installed()
         self.timeout = timeout
         self._info: tuple[str, list[VoiceInfo]] | None = None
 
@@ -59,8 +92,26 @@ class Pyttsx3Engine:
     def _query(self) -> tuple[str, list[VoiceInfo]]:
         # Asked of a worker, not of pyttsx3 in this process: initialising
         # libespeak-ng here would put its crashes back into the caller's process.
+        # Starting a worker costs ~0.1 s, so the answer is kept on disk for
+        # this installation: a warm `play` then starts no worker at all.
         if self._info is None:
-            with WorkerPool(BACKEND, timeout=self.timeout) as pool:
-                version, voices = pool.call("info")
+            memo = default_cache_dir() / f"pyttsx3-info-{_fingerprint(self._library)}.json"
+            try:
+                version, voices = json.loads(memo.read_text())
+            except (OSError, ValueError):
+                with WorkerPool(BACKEND, timeout=self.timeout) as pool:
+                    version, voices = pool.call("info")
+                _write_atomically(memo, json.dumps([version, voices]))
             self._info = (version, [VoiceInfo(i, n, tuple(langs)) for i, n, langs in voices])
         return self._info
+
+
+def _write_atomically(path: Path, text: str) -> None:
+    """Best effort: a memo that cannot be written is asked for again next time."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile("w", dir=path.parent, delete=False, suffix=".tmp") as f:
+            f.write(text)
+        os.replace(f.name, path)
+    except OSError:
+        pass
