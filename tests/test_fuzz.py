@@ -42,6 +42,11 @@ durations = st.one_of(numbers, st.sampled_from(["30s", "1.5s", "750ms", "2m", "1
 anything = st.one_of(st.none(), st.booleans(), numbers, texts, st.lists(st.integers(), max_size=3),
                      st.dictionaries(st.text(max_size=5), st.integers(), max_size=2))
 tone_names = st.sampled_from(["start", "end", "switch", "tick", "done", "inhale", "exhale", "beep", ""])
+# The routine under test is routine.yaml in a folder of its own: itself (a cycle), escapes,
+# and paths no file system takes.
+include_paths = st.one_of(texts, st.sampled_from([
+    "routine.yaml", "./routine.yaml", "../routine.yaml", "/etc/passwd", ".", "..", "a\0b.yaml",
+    "x" * 5000, "x/" * 3000, "~/x.yaml", "sub/../../routine.yaml"]))
 
 
 def steps(depth: int):
@@ -54,6 +59,7 @@ def steps(depth: int):
             "cues": st.lists(st.fixed_dictionaries({"at": durations}, optional={"say": texts, "tone": tone_names}),
                              max_size=3)}),
         st.fixed_dictionaries({"rest": durations}, optional={"say": texts, "countdown": numbers}),
+        st.fixed_dictionaries({"include": include_paths}, optional={"name": texts}),
         st.fixed_dictionaries({"breathe": st.fixed_dictionaries(
             {"in": durations, "out": durations},
             optional={"hold": durations, "hold_out": durations, "cycles": numbers, "for": durations,

@@ -162,12 +162,12 @@ def test_failed_cache_write_keeps_the_old_entry_and_no_temp_file(tmp_path, monke
     old = fake_clip("old")
     cache.put("k", old)
 
-    def broken_replace(src, dst):
+    def broken_link(src, dst):
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr(cache_module.os, "replace", broken_replace)
+    monkeypatch.setattr(cache_module.os, "link", broken_link)
     with pytest.raises(EngineError, match="No space left on device"):
-        cache.put("k", fake_clip("a new and longer clip"))
+        cache.put("k2", fake_clip("a new and longer clip"))
     monkeypatch.undo()
     assert [p.name for p in tmp_path.iterdir()] == ["k.clip"]
     assert np.array_equal(cache.get("k").samples, old.samples)
@@ -335,6 +335,7 @@ def test_get_engine_refuses_an_unknown_name():
 
 def test_missing_libespeak_is_a_missing_component(monkeypatch):
     monkeypatch.setattr(pyttsx3_engine, "find_library", lambda name: None)
+    monkeypatch.setattr(pyttsx3_engine, "_LIB_DIRS", ())
     with pytest.raises(MissingComponentError, match="libespeak-ng is not installed") as raised:
         get_engine("pyttsx3")
     assert "sudo apt-get install espeak-ng" in raised.value.hint
@@ -539,3 +540,4 @@ def test_workers_never_print(pids, capfd):
     with WorkerPool(BACKEND, workers=2) as pool:
         list(pool.render(["a", "b", "c"], "v", 160))
     assert capfd.readouterr().out == ""
+

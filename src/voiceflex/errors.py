@@ -75,7 +75,11 @@ class MissingComponentError(VoiceflexError):
 
 
 class EngineError(VoiceflexError):
-    """Speech synthesis failed."""
+    """Speech synthesis failed; `cue` is the text it failed on, when it failed on one."""
+
+    def __init__(self, message: str, hint: str | None = None, cue: str | None = None):
+        super().__init__(message, hint)
+        self.cue = cue
 
 
 class EncoderError(VoiceflexError):

@@ -12,7 +12,7 @@ from voiceflex.routine.loader import PLACEHOLDER_PATTERN
 from voiceflex.routine.model import (
     Breathe, Hold, Include, Pause, PlayTone, Repeat, Routine, Say, Sides, Step, Text,
 )
-from voiceflex.routine.schema import MAX_EVENTS, MAX_HOURS
+from voiceflex.routine.schema import MAX_EVENTS, MAX_HOURS, MAX_TEXT
 
 
 @dataclass(frozen=True)
@@ -150,7 +150,11 @@ class _Compiler:
                 self.error(text.location, f"`{{{name}}}` is only known inside {where}")
                 return token
             return str(bound[name])
-        return PLACEHOLDER_PATTERN.sub(replace, text.text)
+        filled = PLACEHOLDER_PATTERN.sub(replace, text.text)
+        if len(filled) > MAX_TEXT:  # a long side name can take a short text past the limit
+            self.error(text.location, f"with `{{side}}` filled in this text is {len(filled)} characters; "
+                                      f"a cue may have at most {MAX_TEXT}")
+        return filled
 
     def speech(self, start: int, text: str, source: Location) -> int:
         end = start + max(0, int(self.speech_ms(text)))
@@ -202,7 +206,10 @@ class _Compiler:
         if isinstance(s, PlayTone):
             return self.tones[s.tone].ms, 1
         if isinstance(s, Hold):
-            return s.ms + self.tones["end"].ms, 4 + (s.countdown or 0) + len(s.cues) + s.ms // 1000
+            # Counted as made by hold(): start tone, say, halfway, countdown, cues, ticks, end tone.
+            events = (s.start_tone + (s.say is not None) + (s.halfway is not None) + (s.countdown or 0)
+                      + len(s.cues) + (s.ms // 1000 if s.tick else 0) + 1)
+            return s.ms + self.tones["end"].ms, events
         if isinstance(s, Sides):
             ms, ev = self.cost(s.steps)
             n = len(s.sides)
@@ -210,7 +217,8 @@ class _Compiler:
         if isinstance(s, Repeat):
             ms, ev = self.cost(s.steps)
             rest = (s.rest_ms + self.tones["end"].ms) if s.rest_ms else 0
-            return s.count * ms + (s.count - 1) * rest, s.count * ev + (s.count - 1)
+            rest_events = 1 if s.rest_ms else 0  # a rest between rounds makes only its end tone
+            return s.count * ms + (s.count - 1) * rest, s.count * ev + (s.count - 1) * rest_events
         if isinstance(s, Breathe):
             cycle = s.in_ms + s.hold_ms + s.out_ms + s.hold_out_ms
             cycles = s.cycles if s.cycles is not None else (s.for_ms or 0) // cycle

@@ -71,6 +71,12 @@ class Staging:
         for folder in folders:
             _fsync_folder(folder)
 
+    def shown(self, message: str) -> str:
+        """`message` naming the final files: the user never sees the hidden temporary names."""
+        for temp, final in self._pending:
+            message = message.replace(str(temp), str(final)).replace(temp.name, final.name)
+        return message
+
     def discard(self) -> None:
         """Remove every temporary file not yet renamed."""
         for temp, _ in self._pending:
@@ -85,6 +91,13 @@ def staged() -> Iterator[Staging]:
     staging = Staging()
     try:
         yield staging
+    except EncoderError as e:
+        # ffmpeg and the file system name the file being written: the temporary one.
+        message = staging.shown(str(e))
+        staging.discard()
+        if message == str(e):
+            raise
+        raise EncoderError(message, hint=e.hint) from None
     except BaseException:
         staging.discard()
         raise

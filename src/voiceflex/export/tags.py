@@ -76,12 +76,17 @@ def write_tags(path: Path, tags: Tags) -> None:
                          end_time=int(chapter.end_ms),
                          start_offset=0xFFFFFFFF, end_offset=0xFFFFFFFF,
                          sub_frames=[TIT2(encoding=utf16, text=[chapter.title])]))
+    from mutagen import MutagenError
+
     try:
         id3.save(str(path), v2_version=3)
         if tags.chapters:
             _chapters_in_time_order(path)
     except OSError as e:
         raise EncoderError(f"could not write the tags of {path.name}: {e.strerror or e}") from None
+    except MutagenError as e:  # mutagen wraps the OSError of a full disk in its own error
+        reason = getattr(e.__context__, "strerror", None) or str(e)
+        raise EncoderError(f"could not write the tags of {path.name}: {reason}") from None
 
 
 def _chapters_in_time_order(path: Path) -> None:

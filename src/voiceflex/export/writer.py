@@ -61,7 +61,7 @@ def write(
     with staged() as staging:
         temp = staging.path_for(path)
         segments = _Segments([temp], [(0, total_samples(timeline))], fmt, kbps)
-        _encode(pcm, total_samples(timeline), segments, on_progress)
+        _encode(pcm, total_samples(timeline), segments, on_progress, cover)
         if fmt == "mp3":
             write_tags(temp, Tags(
                 title=routine.title, artist=routine.author or DEFAULT_ARTIST, album=ALBUM,
@@ -102,7 +102,7 @@ def write_split(
         temps = [staging.path_for(folder / name) for name in names]
         spans = [(ms_to_samples(c.start_ms), ms_to_samples(c.end_ms)) for c in chapters]
         spans[-1] = (spans[-1][0], total_samples(timeline))
-        _encode(pcm, total_samples(timeline), _Segments(temps, spans, fmt, kbps), on_progress)
+        _encode(pcm, total_samples(timeline), _Segments(temps, spans, fmt, kbps), on_progress, cover)
         if fmt == "mp3":
             png = cover.png()
             for i, (temp, chapter) in enumerate(zip(temps, chapters, strict=True)):
@@ -121,13 +121,16 @@ def write_split(
 
 
 def _encode(pcm: Iterable[np.ndarray], total: int, segments: _Segments,
-            on_progress: Progress | None) -> None:
+            on_progress: Progress | None, cover: _Cover | None = None) -> None:
     """Pour the track into the segments' sinks; on any failure abort them all."""
     try:
         segments.start()  # the encoder starts up before the first chunk is asked for
         done = 0
         for chunk in pcm:
             segments.pour(chunk, done)
+            if cover is not None and not done:
+                # Drawn once the encoder is busy, not while the first chunk is awaited.
+                cover.start()
             done += len(chunk)
             if on_progress is not None:
                 on_progress(done, total)
@@ -232,17 +235,21 @@ def _write_text(path: Path, text: str) -> None:
 
 
 class _Cover:
-    """The cover art, drawn in a thread while the track is mixed and encoded."""
+    """The cover art, drawn in a thread (`start`) while the track is mixed and encoded."""
 
     def __init__(self, title: str):
         self._png: bytes | None = None
         self._thread = threading.Thread(target=self._draw, args=(title,), daemon=True)
-        self._thread.start()
+
+    def start(self) -> None:
+        if self._thread.ident is None:
+            self._thread.start()
 
     def _draw(self, title: str) -> None:
         with contextlib.suppress(Exception):  # no cover is better than no export
             self._png = cover_png(title)
 
     def png(self) -> bytes | None:
+        self.start()  # a track shorter than one chunk may end before it started
         self._thread.join()
         return self._png

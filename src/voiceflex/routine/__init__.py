@@ -20,8 +20,14 @@ def builtin_names() -> list[str]:
 def resolve(ref: str) -> tuple[Path, str]:
     """The file behind a ROUTINE argument (a path or a built-in name) and how to show it."""
     path = Path(ref)
-    if path.suffix in (".yaml", ".yml") or "/" in ref or path.exists():
-        if not path.is_file():
+    try:
+        exists, is_file = path.exists(), path.is_file()
+    except OSError as exc:  # e.g. a name longer than the file system allows
+        shown = ref if len(ref) <= 60 else ref[:59] + "…"
+        raise UsageError(f"{shown}: {exc.strerror or exc}",
+                         hint="give a path to a .yaml file, or a built-in name from `voiceflex list`") from None
+    if path.suffix in (".yaml", ".yml") or "/" in ref or exists:
+        if not is_file:
             raise UsageError(f"{ref}: no such routine file",
                              hint="give a path to a .yaml file, or a built-in name from `voiceflex list`")
         return path, ref

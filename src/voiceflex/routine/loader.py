@@ -22,6 +22,7 @@ PLACEHOLDERS = ("side", "round", "rounds", "seconds")
 MAX_INCLUDE_DEPTH = 16
 PLACEHOLDER_PATTERN = re.compile(r"\{\{|\}\}|\{([^{}]*)\}|[{}]")
 _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\u2028\u2029]")
+_PATH_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
 _BAD = object()  # a value that failed its check (already reported)
 
 
@@ -40,6 +41,11 @@ def suggest(word: str, choices: Any) -> str:
     """`; did you mean `x`?` when a choice is close to `word`, else empty."""
     close = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.6)
     return f"; did you mean `{close[0]}`?" if close else ""
+
+
+def _short(text: str, limit: int = 60) -> str:
+    """`text` cut to `limit` characters for a message."""
+    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 def _kind_of(value: Any) -> str:
@@ -69,13 +75,17 @@ class _Loader:
 
     def read(self, path: Path, display: str, where: Location | None) -> yamlsource.Node | None:
         try:
-            data = path.read_bytes()
+            with open(path, "rb") as f:
+                # One byte past the limit tells a file is too big: reading all of
+                # a huge file before refusing it would take its size in memory.
+                data = f.read(yamlsource.MAX_FILE_BYTES + 1)
+                size = os.fstat(f.fileno()).st_size
         except OSError as exc:
             reason = exc.strerror or str(exc)
             self.error(where or Location(display, 1, 1), f"cannot read {display}: {reason}")
             return None
         try:
-            text = yamlsource.decode(data, display)
+            text = yamlsource.decode(data, display, size=size)
             return yamlsource.parse(text, display)
         except RoutineError as exc:
             self.diagnostics.extend(exc.diagnostics)
@@ -366,6 +376,10 @@ class _Loader:
             for item in node.value:
                 if not isinstance(item.value, str) or not item.value.strip():
                     self.error(item.location, f"a side name must be text, not {_kind_of(item.value)}")
+                elif len(item.value) > S.MAX_TEXT or _CONTROL.search(item.value):
+                    # `{side}` puts the name into spoken text and chapter titles: the
+                    # same rules as for any text (a NUL cannot even reach espeak-ng).
+                    self.text(item.value, item.location)
                 elif item.value in names:
                     self.error(item.location, f"side `{item.value}` is listed twice")
                 else:
@@ -398,8 +412,15 @@ class _Loader:
         if os.path.isabs(rel):
             self.error(node.location, f"include `{rel}` must be a path relative to this file")
             return None
+        if _PATH_CONTROL.search(rel):  # no file system takes a NUL; no one means a line break
+            self.error(node.location, "an include path cannot contain control characters or line breaks")
+            return None
         including = self.include_stack[-1]
-        target = Path(os.path.realpath(including.parent / rel))
+        try:
+            target = Path(os.path.realpath(including.parent / rel))
+        except OSError as exc:  # e.g. a name longer than the file system allows
+            self.error(node.location, f"include `{_short(rel)}`: {exc.strerror or exc}")
+            return None
         if self.root_dir != target and self.root_dir not in target.parents:
             self.error(node.location, f"include `{rel}` points outside the routine's folder")
             return None
@@ -410,7 +431,12 @@ class _Loader:
         if len(self.include_stack) > MAX_INCLUDE_DEPTH:
             self.error(node.location, f"includes nested more than {MAX_INCLUDE_DEPTH} deep")
             return None
-        if not target.is_file():
+        try:
+            is_file = target.is_file()
+        except OSError as exc:
+            self.error(node.location, f"include `{_short(rel)}`: {exc.strerror or exc}")
+            return None
+        if not is_file:
             self.error(node.location, f"include `{rel}`: no such file")
             return None
         display = os.path.normpath(os.path.join(os.path.dirname(node.location.file), rel))

@@ -63,12 +63,15 @@ class Node:
         return self.value
 
 
-def decode(data: bytes, file: str) -> str:
-    """UTF-8 text of a routine file, or a located error at the first bad byte."""
+def decode(data: bytes, file: str, size: int = 0) -> str:
+    """UTF-8 text of a routine file, or a located error at the first bad byte.
+
+    `size` is the file's size when `data` may be only its first bytes.
+    """
     if len(data) > MAX_FILE_BYTES:
         raise RoutineError([Diagnostic(
             Location(file, 1, 1),
-            f"file is {len(data):,} bytes; routine files are limited to {MAX_FILE_BYTES:,} bytes",
+            f"file is {max(size, len(data)):,} bytes; routine files are limited to {MAX_FILE_BYTES:,} bytes",
         )])
     try:
         text = data.decode("utf-8")
@@ -132,6 +135,7 @@ class _Builder:
         self.open_anchors: set[str] = set()
         self.total = 0
         self.documents = 0
+        self.aliased = False  # whether the count includes values repeated by aliases
 
     def fail(self, mark: Any, message: str) -> None:
         raise RoutineError([_diag(self.file, mark, message)])
@@ -152,6 +156,7 @@ class _Builder:
             node = self.anchors.get(event.anchor)
             if node is None:
                 self.fail(event.start_mark, f"alias *{event.anchor} has no anchor &{event.anchor} before it")
+            self.aliased = True
             self.add(node, event.start_mark, cost=node.size)
         elif isinstance(event, (yaml.MappingStartEvent, yaml.SequenceStartEvent)):
             if len(self.stack) >= MAX_DEPTH:
@@ -176,8 +181,10 @@ class _Builder:
     def add(self, node: Node, mark: Any, cost: int) -> None:
         self.total += cost
         if self.total > MAX_NODES:
-            self.fail(mark, f"the document expands to more than {MAX_NODES:,} values "
-                            "(aliases repeating aliases); write the steps out or use `repeat:`")
+            if self.aliased:
+                self.fail(mark, f"the document expands to more than {MAX_NODES:,} values "
+                                "(aliases repeating aliases); write the steps out or use `repeat:`")
+            self.fail(mark, f"the document holds more than {MAX_NODES:,} values; use `repeat:` for steps that repeat")
         if not self.stack:
             self.root = node
             return

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import os
+import re
 import struct
 import tempfile
 from pathlib import Path
@@ -14,6 +16,7 @@ import platformdirs
 
 from voiceflex.errors import EngineError
 from voiceflex.voice.engine import Clip
+from voiceflex.voice.workers import pid_alive
 
 # Part of every key: bumping it retires all entries written before.
 FORMAT_VERSION = 1
@@ -23,6 +26,8 @@ FORMAT_VERSION = 1
 _MAGIC = b"VFXCLIP\0"
 _HEADER = struct.Struct("<8sIIQ32s")  # magic, format version, rate, count, sha256
 _SAMPLE = np.dtype("<i2")
+_TEMP = re.compile(r"^\.(\d+)-.*\.tmp$")  # put()'s temporary files: .<pid>-<random>.tmp
+_NO_HARD_LINKS = {errno.EPERM, errno.EOPNOTSUPP, errno.ENOSYS, errno.EMLINK, errno.EXDEV}
 
 
 def default_cache_dir() -> Path:
@@ -63,8 +68,15 @@ class VoiceCache:
             path.unlink(missing_ok=True)
         return clip
 
-    def put(self, key: str, clip: Clip) -> None:
-        """Store `clip` under `key`; readers see the old entry or the whole new one."""
+    def put(self, key: str, clip: Clip) -> Clip:
+        """Store `clip` under `key` unless an entry is there already; returns the entry's clip.
+
+        The first rendering stored wins.  pyttsx3 renders one text a few
+        percent longer or shorter from one process to the next, so exports
+        running at once would otherwise each time the routine with their own
+        rendering, and a `plan` could be followed by an export timed with
+        another process's rendering.  Readers see no entry or a whole one.
+        """
         samples = clip.samples.astype(_SAMPLE, copy=False).tobytes()
         header = _HEADER.pack(
             _MAGIC, FORMAT_VERSION, clip.rate, len(clip.samples), hashlib.sha256(samples).digest()
@@ -72,18 +84,51 @@ class VoiceCache:
         tmp_name = None
         try:
             self.directory.mkdir(parents=True, exist_ok=True)
-            # Same folder as the entry, so os.replace is an atomic rename.
+            # Same folder as the entry, so the link below is atomic; the name
+            # carries our pid, so sweep() can tell a killed writer's leftovers.
             with tempfile.NamedTemporaryFile(
-                dir=self.directory, prefix=".", suffix=".tmp", delete=False
+                dir=self.directory, prefix=f".{os.getpid()}-", suffix=".tmp", delete=False
             ) as tmp:
                 tmp_name = tmp.name
                 tmp.write(header)
                 tmp.write(samples)
-            os.replace(tmp_name, self.path(key))
+            return self._publish(tmp_name, key, clip)
         except OSError as e:
+            raise self._error("write", e) from e
+        finally:
             if tmp_name is not None:
                 Path(tmp_name).unlink(missing_ok=True)
-            raise self._error("write", e) from e
+
+    def _publish(self, tmp_name: str, key: str, clip: Clip) -> Clip:
+        path = self.path(key)
+        for _ in range(3):
+            try:
+                os.link(tmp_name, path)  # fails if the entry exists: never replaces it
+                return clip
+            except FileExistsError:
+                stored = self.get(key)
+                if stored is not None:
+                    return stored
+                # It was damaged (and get() removed it): try again.
+            except OSError as e:
+                if e.errno not in _NO_HARD_LINKS:
+                    raise
+                # A file system without hard links: the last writer wins instead.
+                os.replace(tmp_name, path)
+                return clip
+        os.replace(tmp_name, path)
+        return clip
+
+    def sweep(self) -> None:
+        """Remove temporary files that writers killed mid-write left in the cache folder."""
+        try:
+            entries = list(os.scandir(self.directory))
+        except OSError:
+            return
+        for entry in entries:
+            match = _TEMP.match(entry.name)
+            if match and not pid_alive(int(match.group(1))):
+                Path(entry.path).unlink(missing_ok=True)
 
     def _error(self, verb: str, e: OSError) -> EngineError:
         reason = e.strerror or str(e)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
 import subprocess
@@ -16,9 +17,10 @@ import numpy as np
 
 from voiceflex.errors import EngineError, MissingComponentError
 from voiceflex.voice.engine import Clip, VoiceInfo, trim_silence
-from voiceflex.voice.workers import CUE_TIMEOUT
+from voiceflex.voice.workers import CUE_TIMEOUT, sweep_dead
 
 PROGRAM = "espeak-ng"
+SCRATCH_PREFIX = "voiceflex-espeak-"
 
 
 def as_plain_text(text: str) -> str:
@@ -75,7 +77,9 @@ class EspeakCliEngine:
         self, texts: Sequence[str], voice: str, rate: int, *, workers: int = 1
     ) -> Iterator[tuple[str, Clip]]:
         texts = list(dict.fromkeys(texts))
-        with tempfile.TemporaryDirectory(prefix="voiceflex-espeak-") as scratch:
+        # Named with our pid, so that the next render removes what a killed one left.
+        with tempfile.TemporaryDirectory(prefix=f"{SCRATCH_PREFIX}{os.getpid()}-") as scratch:
+            sweep_dead(Path(scratch).parent, SCRATCH_PREFIX)
             wavs = {text: Path(scratch) / f"{i}.wav" for i, text in enumerate(texts)}
             with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
                 pending: dict[Future[Clip], str] = {
@@ -99,7 +103,7 @@ class EspeakCliEngine:
                 return self._speak(text, voice, rate, wav)
             except EngineError as e:
                 if attempt == 2:
-                    raise EngineError(f'could not speak "{text}": {e}') from None
+                    raise EngineError(f'could not speak "{text}": {e}', cue=text) from None
         raise AssertionError("unreachable")
 
     def _speak(self, text: str, voice: str, rate: int, wav: Path) -> Clip:

@@ -61,6 +61,8 @@ def synthesize(
     for text in distinct:
         if not isinstance(text, str) or not text.strip():
             raise UsageError(f"a spoken cue must have text, not {text!r}")
+        if "\0" in text:  # no engine can take it: a C string ends there
+            raise UsageError(f"a spoken cue cannot contain a NUL character: {text!r}")
     if not distinct:
         return {}
     if workers is None:
@@ -83,11 +85,13 @@ def synthesize(
         on_progress(len(clips), len(distinct))
 
     if missing:
+        cache.sweep()
         rendered = engine.render(missing, voice, settings.rate, workers=workers)
         try:
             for text, clip in rendered:
-                cache.put(keys[text], clip)
-                clips[text] = clip
+                # Another process may have stored this text meanwhile: use its
+                # clip, so that exports running at once time the routine alike.
+                clips[text] = cache.put(keys[text], clip)
                 if on_progress is not None:
                     on_progress(len(clips), len(distinct))
         finally:
@@ -98,5 +102,5 @@ def synthesize(
                 close()
         unspoken = [t for t in missing if t not in clips]
         if unspoken:
-            raise EngineError(f'{engine.name} returned no audio for "{unspoken[0]}"')
+            raise EngineError(f'{engine.name} returned no audio for "{unspoken[0]}"', cue=unspoken[0])
     return {t: clips[t] for t in distinct}

@@ -18,6 +18,7 @@ from __future__ import annotations
 import importlib
 import json
 import os
+import re
 import shutil
 import signal
 import socket
@@ -28,11 +29,13 @@ import time
 from collections import Counter, deque
 from collections.abc import Iterator, Sequence
 from multiprocessing.connection import Connection, wait
+from pathlib import Path
 from typing import Any
 
 from voiceflex.errors import EngineError
 
 CUE_TIMEOUT = 20.0  # seconds one cue may take, worker start-up included
+WORKDIR_PREFIX = "voiceflex-workers-"
 
 # Runs in the worker: take the parent's import path first (as multiprocessing's
 # spawn does), so the worker imports exactly the modules the parent would.
@@ -65,7 +68,14 @@ class _Worker:
         self.deadline = 0.0
 
     def send(self, method: str, *args: Any, timeout: float) -> None:
-        self.conn.send((method, *args))
+        try:
+            self.conn.send((method, *args))
+        except OSError:
+            # It died since its last answer (killed, or its library crashed
+            # after the cue).  Reading its answer finds the end of the
+            # connection and says why, like any other failure, so the cue is
+            # retried in a fresh worker instead of a BrokenPipeError escaping.
+            pass
         self.deadline = time.monotonic() + timeout
 
     def death(self) -> str:
@@ -107,8 +117,11 @@ class WorkerPool:
         self._live: list[_Worker] = []
         self._started = 0
         # Each worker runs in a folder of its own under this one, for its scratch
-        # files; removing it here cleans up after killed workers too.
-        self._workdir = tempfile.mkdtemp(prefix="voiceflex-workers-")
+        # files; removing it here cleans up after killed workers too.  Its name
+        # carries our pid, so a pool whose process was killed outright has its
+        # folder removed by the next pool.
+        self._workdir = tempfile.mkdtemp(prefix=f"{WORKDIR_PREFIX}{os.getpid()}-")
+        sweep_dead(Path(self._workdir).parent, WORKDIR_PREFIX)
 
     def __enter__(self) -> WorkerPool:
         return self
@@ -165,7 +178,7 @@ class WorkerPool:
                 self._retire(worker)
                 failures[text] += 1
                 if failures[text] > 1:
-                    raise EngineError(f'could not speak "{text}": {value}')
+                    raise EngineError(f'could not speak "{text}": {value}', cue=text)
                 queue.appendleft(text)
 
     def _start(self) -> _Worker:
@@ -189,6 +202,30 @@ class WorkerPool:
         except (EOFError, OSError):
             return False, worker.death()
         return status == "ok", value
+
+
+def sweep_dead(folder: Path, prefix: str) -> None:
+    """Remove the scratch folders `prefix<pid>-...` in `folder` whose process is gone."""
+    pattern = re.compile(re.escape(prefix) + r"(\d+)-")
+    try:
+        entries = list(os.scandir(folder))
+    except OSError:
+        return
+    for entry in entries:
+        match = pattern.match(entry.name)
+        if match and not pid_alive(int(match.group(1))):
+            shutil.rmtree(entry.path, ignore_errors=True)
+
+
+def pid_alive(pid: int) -> bool:
+    """Whether process `pid` exists (ours or anyone's)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:
+        return True  # exists, owned by someone else
+    return True
 
 
 def main(fd: int, backend_spec: str) -> None:
