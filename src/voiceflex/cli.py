@@ -10,7 +10,9 @@ from contextlib import contextmanager
 from typing import Iterator
 
 from voiceflex import __version__
-from voiceflex.errors import EXIT_BAD_INPUT, EXIT_FAILURE, EXIT_OK, RoutineError, VoiceflexError
+from voiceflex.errors import (
+    EXIT_BAD_INPUT, EXIT_FAILURE, EXIT_OK, MissingComponentError, RoutineError, VoiceflexError,
+)
 
 # Heavy modules (numpy, rich, the voice engines) are imported inside the
 # commands that need them, so `voiceflex --help` and `validate` start fast.
@@ -26,6 +28,10 @@ def main(argv: list[str] | None = None) -> int:
         return args.run(args) or EXIT_OK
     except RoutineError as exc:
         _print_diagnostics(exc, sys.stderr)
+        return exc.exit_code
+    except MissingComponentError as exc:
+        # One line: what is missing and how to install it.
+        print(f"voiceflex: {exc}" + (f"; {exc.hint}" if exc.hint else ""), file=sys.stderr)
         return exc.exit_code
     except VoiceflexError as exc:
         print(f"voiceflex: {exc}", file=sys.stderr)
@@ -179,23 +185,28 @@ def _play(args: argparse.Namespace) -> int:
     with _voice_progress("Rendering voice cues") as progress:
         plan = pipeline.plan(args.routine, on_voice_progress=progress)
     chapter = player.find_chapter(plan.timeline, args.start) if args.start is not None else 0
-    track = player.render_track(plan)
+    # Rendered while it plays: the device starts on the first seconds.
+    track = player.TrackRender(plan)
     # Keys only from a terminal we are in the foreground of: changing the
     # terminal's mode from a background job would stop us (SIGTTOU).
     stdin = sys.stdin
     keyed = stdin is not None and stdin.isatty() and os.tcgetpgrp(stdin.fileno()) == os.getpgrp()
     try:
-        session = player.Player(track, plan.timeline, player.default_backend())
-        session.start(session.starts[chapter])  # opens the device: no display if there is none
-    except DeviceError as exc:
-        raise DeviceError(f"{exc}; to listen elsewhere: voiceflex export {shlex.quote(args.routine)}") from None
-    try:
-        with player.terminal_keys(stdin.fileno()) if keyed else nullcontext() as keys, \
-                _play_view(plan.timeline, keys=keyed) as show:
-            outcome = session.run(start_at=None, keys=keys, on_update=show)
-            show(session, outcome.how)
+        try:
+            session = player.Player(track.samples, plan.timeline, player.default_backend(),
+                                    ready=track.ready)
+            session.start(session.starts[chapter])  # opens the device: no display if there is none
+        except DeviceError as exc:
+            raise DeviceError(f"{exc}; to listen elsewhere: voiceflex export {shlex.quote(args.routine)}") from None
+        try:
+            with player.terminal_keys(stdin.fileno()) if keyed else nullcontext() as keys, \
+                    _play_view(plan.timeline, keys=keyed) as show:
+                outcome = session.run(start_at=None, keys=keys, on_update=show)
+                show(session, outcome.how)
+        finally:
+            session.stop()  # also when the terminal or display failed before `run` took over
     finally:
-        session.stop()  # also when the terminal or display failed before `run` took over
+        track.close()
     return EXIT_OK
 
 
@@ -217,12 +228,16 @@ def _check(args: argparse.Namespace) -> int:
             print(f"warning: {_clock(w.start_ms)} \"{w.label}\": {w.message}")
         print()
         _table(["measure", "value", "target", "verdict"],
-               [(m.name, "none" if m.value is None else f"{m.value:.1f} {m.unit}".rstrip()
-                 if isinstance(m.value, float) else f"{m.value} {m.unit}".rstrip(), m.target, m.verdict)
-                for m in report.measures])
+               [(m.name, _measured(m.value, m.unit), m.target, m.verdict) for m in report.measures])
         print()
         print(f"{report.audio or 'rendered'}: {report.summary()}")
     return EXIT_OK if report.passed else EXIT_FAILURE
+
+
+def _measured(value: float | int | None, unit: str) -> str:
+    if value is None:
+        return "none"
+    return (f"{value:.1f} {unit}" if isinstance(value, float) else f"{value} {unit}").rstrip()
 
 
 def _voices(args: argparse.Namespace) -> int:

@@ -1,0 +1,111 @@
+"""`voiceflex check`: listen to a routine's audio and check every cue, tone and level against its plan."""
+
+from __future__ import annotations
+
+import tempfile
+import time
+from collections.abc import Callable
+from contextlib import closing
+from pathlib import Path
+
+from voiceflex.audio.rate import RATE, ms_to_samples
+from voiceflex.check import levels, speech, tones, track
+from voiceflex.check.report import FAIL, UNCHECKED, Report, Row, SlotWarning
+from voiceflex.pipeline import Plan, render
+
+__all__ = ["Report", "Row", "SlotWarning", "check"]
+
+Progress = Callable[[int, int], None]
+
+
+def check(plan: Plan, audio: str | Path | None = None, *, on_progress: Progress | None = None) -> Report:
+    """Check `plan`'s audio: the file `audio` (any format ffmpeg reads), or else its render.
+
+    Every speech event is decoded in its planned window and must be heard as
+    its own cue, on time; every tone must sound at its planned start (glides
+    rising or falling as planned); the track must measure -16 +- 1 LUFS with
+    true peak <= -1 dBTP and no clipped samples; a file must also start where
+    the plan does and last as long.  `on_progress(done, total)` counts speech
+    cues as they are decoded.  Raises MissingComponentError without
+    pocketsphinx or ffmpeg, UsageError for an unreadable `audio`.
+    """
+    began = time.monotonic()
+    timeline = plan.timeline
+    english = plan.routine.voice.language.lower().startswith("en")
+    recogniser = speech.Recogniser(_lengths(plan)) if english else None  # fails early without pocketsphinx
+    with tempfile.TemporaryDirectory(prefix="voiceflex-check-") as tmp:
+        # The track goes to a file and is mapped, not held: a routine may run for hours.
+        raw = Path(tmp) / "track.s16"
+        if audio is None:
+            track.write_raw(render(plan), raw)
+            meter = track.LoudnessMeter(raw, raw=True)
+        else:
+            audio = Path(audio)
+            track.decode(audio, raw)
+            meter = track.LoudnessMeter(audio, raw=False)  # the file as it is, at its own rate
+        try:
+            cues, tone_results, clipped, measures = _listen(plan, raw, audio is not None, recogniser,
+                                                            on_progress)
+            loudness = meter.result()
+        except BaseException:
+            meter.cancel()
+            raise
+    measures = levels.loudness_measures(loudness.integrated_lufs, loudness.true_peak_dbtp, clipped) + measures
+    rows, warnings = _rows(timeline.events, cues, tone_results)
+    return Report(timeline.title, None if audio is None else str(audio), tuple(rows), tuple(measures),
+                  tuple(warnings), time.monotonic() - began)
+
+
+def _listen(plan: Plan, raw: Path, is_file: bool, recogniser: speech.Recogniser | None,
+            on_progress: Progress | None):
+    """Cue and tone verdicts, clipped samples, and (for a file) its alignment with the plan."""
+    timeline = plan.timeline
+    pcm = track.load(raw)
+    measures = []
+    if is_file:
+        with closing(render(plan)) as reference:  # only its first minutes are used
+            a = track.align(pcm, reference, ms_to_samples(timeline.duration_ms))
+        measures = levels.alignment_measures(a.offset_ms, len(pcm) * 1000 / RATE, timeline.duration_ms)
+    raw16 = raw.with_name("track16k.s16")
+    track.resample_16k(raw, raw16)
+    pcm16k = track.load(raw16)
+    if recogniser is not None:
+        cues = speech.check_cues(timeline.events, pcm16k, recogniser, on_progress=on_progress)
+    else:
+        cues = [speech.CueResult(UNCHECKED, "the recogniser only knows English")
+                for e in timeline.events if e.kind == "speech"]
+    return cues, tones.check_tones(timeline.events, pcm), levels.clipped_samples(pcm), measures
+
+
+def _lengths(plan: Plan) -> dict[str, int]:
+    """Each distinct cue text and how long it is spoken (ms)."""
+    return {e.text or "": e.end_ms - e.start_ms for e in plan.timeline.events if e.kind == "speech"}
+
+
+def _rows(events, cues: list[speech.CueResult], tone_results: list[tones.ToneResult]):
+    """One row per event, in plan order; slot problems join their speech row or the warnings."""
+    slots = levels.slot_problems(events)
+    cue_iter, tone_iter = iter(cues), iter(tone_results)
+    rows, warnings = [], []
+    for i, e in enumerate(events):
+        if e.kind == "speech":
+            c = next(cue_iter)
+            verdict, reason = c.verdict, c.reason
+            slot = slots.get(i)
+            if slot is not None and slot[0] == FAIL:
+                verdict, reason = FAIL, f"{reason}; {slot[1]}"
+            elif slot is not None:
+                warnings.append(SlotWarning(e.start_ms, e.text or "", slot[1]))
+            details = {"heard": c.heard, "heard_at_ms": c.onset_ms}
+            rows.append(Row("speech", e.start_ms, e.end_ms, e.text or "", verdict, reason, str(e.source), details))
+        else:
+            t = next(tone_iter)
+            freq = list(e.freq_hz) if isinstance(e.freq_hz, tuple) else e.freq_hz
+            details = {"freq_hz": freq, "level_dbfs": _round(t.level_db), "contrast_db": _round(t.contrast_db),
+                       "measured_hz": list(t.measured_hz) if t.measured_hz else None}
+            rows.append(Row("tone", e.start_ms, e.end_ms, e.name or "", t.verdict, t.reason, str(e.source), details))
+    return rows, warnings
+
+
+def _round(value: float | None) -> float | None:
+    return None if value is None else round(value, 1)

@@ -1,0 +1,397 @@
+"""Listening for spoken cues: a pocketsphinx grammar of the routine's own cues, one decode per cue."""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from voiceflex.errors import MissingComponentError
+from voiceflex.timeline import Event, number_words
+
+# pocketsphinx's en-us model listens at 16 kHz, 100 frames a second.
+RATE_16K = 16_000
+FRAME_MS = 10
+
+# How much audio around a cue's planned span is decoded.  The lead-in lets
+# the decoder settle into silence before the first word (with only 100 ms it
+# heard "one" as "well" or "when" a few times in 181 built-in cues; with
+# 300 ms, none); the tail covers espeak's soft word endings.  Both stop short
+# of a neighbouring cue's audio when cues are closer than that.
+LEAD_IN_MS = 300
+TAIL_MS = 300
+MIN_MARGIN_MS = 50
+
+# A recognised cue must begin this close to its planned start: a cue shifted
+# by a second can still be heard whole inside its (widened) window, but its
+# first word then begins far from where the plan puts it.  On correct
+# renders and exports (1,145 cues, voices at 110 to 260 words a minute) the
+# decoder placed first words 60 ms early to 100 ms late ("n" and "m" begin
+# softly); a search forced onto a tone or silence where a cue is missing
+# starts its words early, into the lead-in, by 150 ms and more.
+EARLY_TOLERANCE_MS = 100
+LATE_TOLERANCE_MS = 200
+
+# Exact-zero (and near-zero) silence gives the front end log(0) energies and
+# the decoder then loses short cues; a faint dither (about -61 dBFS, far
+# under speech at -16 LUFS) fixes that.  Seeded, so a check is repeatable.
+DITHER_SIGMA = 30.0
+
+# A cue's span whose loudest 20 ms stay under this is silent: the decoder,
+# forced to choose among the routine's cues, would "hear" one in the dither.
+SILENCE_DBFS = -55.0
+SILENCE_FRAME_MS = 20
+
+# Second try with a shorter lead-in and other dither: decoding is a search
+# with pruning, and a cue the first pass missed is sometimes found by the
+# second.  It cannot make a misplaced cue pass: the onset rule still applies.
+ATTEMPTS = ((LEAD_IN_MS, 0), (150, 1))
+
+# The decoder spans a cue it hears with its words from end to end: on the
+# built-in routines (rendered and exported) every recognised cue spanned at
+# least 95% of its clip's length.  Heard in much less time than its clip
+# lasts, a cue is not what is there: a truncated cue, or another cue that
+# merely sounds alike (espeak's "one" decodes as "well done", 0.4 s of
+# speech for a 0.66 s clip).  Such a look-alike is set aside and the window
+# decoded again without it, at most this many times.
+MIN_SPAN_SHARE = 0.8
+MAX_SET_ASIDE = 2
+# Likewise a look-alike heard starting well after the slot's start: clips
+# begin with their first sound (their silence is trimmed), so whatever cue
+# is really there starts with the slot, and on correct renders the decoder's
+# first word was never more than 100 ms late.  (Early is another matter: a
+# tone or glide just before a cue can pull its first word 150 ms early.)
+# At 260 words a minute espeak's "Well done." decodes as "one" heard
+# 140 ms in, the "we-" left to the silence model.
+LOOK_ALIKE_ONSET_MS = 120
+
+# When the search finds no path at all (its beams pruned every one), the
+# window is decoded again with much wider beams.  Not the default: on the
+# built-in routines they recognised fewer cues (171 of 181 against 178).
+WIDE_BEAMS = {"beam": 1e-80, "pbeam": 1e-80, "wbeam": 1e-60}
+
+INSTALL_HINT = "pip install 'voiceflex[check]'"
+
+# Words of the routines' own field that the model's dictionary (CMUdict)
+# lacks, spelled the way espeak-ng says them (`espeak-ng -x WORD`, mapped to
+# the model's phones), so cues naming these muscles can be checked too.
+EXTRA_WORDS = {
+    "flexor": "F L EH K S ER", "flexors": "F L EH K S ER Z",
+    "psoas": "S OW AH Z", "iliopsoas": "IH L IY AH P S OW AH Z",
+    "glute": "G L UW T", "glutes": "G L UW T S", "gluteal": "G L UW T IY AH L",
+    "pec": "P EH K", "pecs": "P EH K S",
+    "piriformis": "P IH R IH F AO R M IH S",
+    "sacrum": "S EY K R AH M",
+    "adductor": "AH D AH K T ER", "adductors": "AH D AH K T ER Z",
+}
+
+_FILLERS = ("<", "[", "(", "+")
+
+
+@dataclass(frozen=True)
+class Heard:
+    """What the decoder made of one cue's window."""
+
+    words: str  # the hypothesis, "" if nothing
+    onset_ms: int | None  # where its first word starts, in track milliseconds
+    span_ms: int  # from the start of its first word to the end of its last
+    complete: bool  # the hypothesis is one whole cue of the grammar
+
+
+@dataclass(frozen=True)
+class CueResult:
+    """The verdict on one speech event: "pass", "FAIL" or "unchecked", why, and what was heard."""
+
+    verdict: str
+    reason: str
+    heard: str | None = None
+    onset_ms: int | None = None
+
+
+# ---- text -> the words the recogniser should hear ------------------------------------
+
+_ORDINAL_ENDINGS = {"one": "first", "two": "second", "three": "third", "five": "fifth",
+                    "eight": "eighth", "nine": "ninth", "twelve": "twelfth"}
+# Punctuation espeak does not speak; anything else (+ / = @ ...) it may read
+# aloud in a way we cannot know, so such a cue is left unchecked.
+_SILENT = set(".,;:!?\"'()[]-–—…")
+_MAX_NUMBER = 999_999  # number_words' range
+
+
+class Unspeakable(ValueError):
+    """A cue text whose spoken words cannot be known for sure."""
+
+
+def spoken_words(text: str) -> list[str]:
+    """The words espeak speaks for `text`, lowercase: "Round 1 of 2." -> [round, one, of, two].
+
+    Digits are spelled out the way espeak reads them (1,000 -> one thousand;
+    1.5 -> one point five; 2nd -> second; 50% -> fifty percent; & -> and).
+    Raises Unspeakable for symbols or digit-letter mixes ("3x") whose reading
+    is not known.
+    """
+    text = unicodedata.normalize("NFKD", text)
+    text = "".join(c for c in text if not unicodedata.combining(c))
+    text = text.replace("\u2019", "'").replace("\u2018", "'").replace("&", " and ").replace("%", " percent ")
+    text = re.sub(r"(?<=\d),(?=\d{3}\b)", "", text)
+    text = re.sub(r"\b(\d+)\.(\d+)\b", lambda m: f"{_number(m.group(1))} point "
+                  + " ".join(number_words(int(d)) for d in m.group(2)), text)
+    text = re.sub(r"\b(\d+)(st|nd|rd|th)\b", lambda m: _ordinal(m.group(1)), text, flags=re.I)
+    text = re.sub(r"\b\d+\b", lambda m: _number(m.group()), text)
+    words = []
+    for token in text.lower().split():
+        for part in token.replace("-", " ").replace("–", " ").replace("—", " ").split():
+            core = "".join(c for c in part if c not in _SILENT or c == "'").strip("'")
+            odd = [c for c in part if not (c.isalnum() or c in _SILENT)]
+            if odd:
+                raise Unspeakable(f"cannot tell how {odd[0]!r} is spoken")
+            if any(c.isdigit() for c in core):
+                raise Unspeakable(f"cannot tell how {part!r} is spoken")
+            if core:
+                words.append(core)
+    return words
+
+
+def _number(digits: str) -> str:
+    n = int(digits)
+    if n > _MAX_NUMBER:
+        raise Unspeakable(f"cannot tell how {digits} is spoken")
+    return number_words(n)
+
+
+def _ordinal(digits: str) -> str:
+    words = _number(digits).replace("-", " ").split()
+    last = words[-1]
+    if last in _ORDINAL_ENDINGS:
+        last = _ORDINAL_ENDINGS[last]
+    elif last.endswith("y"):
+        last = last[:-1] + "ieth"
+    else:
+        last += "th"
+    return " ".join(words[:-1] + [last])
+
+
+# ---- the recogniser ------------------------------------------------------------------
+
+
+def load_pocketsphinx():
+    """The pocketsphinx module and its en-us model folder, or MissingComponentError."""
+    try:
+        import pocketsphinx
+    except ImportError:
+        raise MissingComponentError("pocketsphinx is not installed; `voiceflex check` listens with it",
+                                    hint=INSTALL_HINT) from None
+    model = Path(pocketsphinx.get_model_path()) / "en-us"
+    if not (model / "en-us").is_dir() or not (model / "cmudict-en-us.dict").is_file():
+        raise MissingComponentError(f"pocketsphinx's English model is missing (looked in {model})",
+                                    hint=f"reinstall it: {INSTALL_HINT}")
+    return pocketsphinx, model
+
+
+class Recogniser:
+    """pocketsphinx with a grammar of the distinct cue texts of one routine, shared by all its cues.
+
+    The grammar has one alternative per distinct word sequence, so whatever
+    the decoder hears is one of the routine's cues (or a partial path through
+    one, when no cue fits the audio).  Cues with words missing from the
+    model's dictionary, or whose reading is unknown, are left out and listed
+    in `unchecked` with the reason.
+    """
+
+    def __init__(self, lengths: Mapping[str, int]):
+        """`lengths`: each cue text and how long its clip lasts (ms)."""
+        self._pocketsphinx, self._model = load_pocketsphinx()
+        self._decoders = {False: self._decoder()}
+        lookup = self._decoders[False].lookup_word
+        self.phrases: dict[str, str] = {}  # cue text -> the words it is heard as
+        self.unchecked: dict[str, str] = {}  # cue text -> why it cannot be checked
+        self.shortest: dict[str, int] = {}  # words -> the shortest clip of a cue heard as them
+        for text, ms in lengths.items():
+            try:
+                words = spoken_words(text)
+            except Unspeakable as e:
+                self.unchecked[text] = str(e)
+                continue
+            if not words:
+                self.unchecked[text] = "no words to listen for"
+                continue
+            missing = [w for w in dict.fromkeys(words) if lookup(w) is None]
+            if missing:
+                listed = ", ".join(f"'{w}'" for w in missing)
+                self.unchecked[text] = f"{listed} not in the recogniser's dictionary"
+                continue
+            phrase = " ".join(words)
+            self.phrases[text] = phrase
+            self.shortest[phrase] = min(ms, self.shortest.get(phrase, ms))
+        self.alternatives = frozenset(self.phrases.values())
+        self._searches: dict[tuple[bool, frozenset[str]], str] = {}
+
+    def _decoder(self, wide: bool = False):
+        d = self._pocketsphinx.Decoder(
+            hmm=str(self._model / "en-us"), dict=str(self._model / "cmudict-en-us.dict"), lm=None,
+            loglevel="FATAL",  # the library never prints; pocketsphinx logs to stderr by default
+            # A grammar search needs neither later pass: without them it is
+            # faster and, on the built-in routines, recognised as many cues.
+            fwdflat=False, bestpath=False,
+            **(WIDE_BEAMS if wide else {}))
+        for word, phones in EXTRA_WORDS.items():
+            if d.lookup_word(word) is None:
+                d.add_word(word, phones, update=False)
+        return d
+
+    def hear(self, pcm: np.ndarray, start_ms: float, seed: int,
+             without: frozenset[str] = frozenset(), wide: bool = False) -> Heard:
+        """Decode `pcm` (int16 at 16 kHz, starting at track time `start_ms`) against the grammar.
+
+        `without`: cues left out of the grammar for this decode; `wide`: with
+        the wide beams.
+        """
+        rng = np.random.default_rng(seed)
+        x = pcm.astype(np.float32) + rng.normal(0.0, DITHER_SIGMA, len(pcm)).astype(np.float32)
+        x = np.clip(np.rint(x), -32768, 32767).astype(np.int16)
+        if wide not in self._decoders:
+            self._decoders[wide] = self._decoder(wide)
+        d = self._decoders[wide]
+        d.activate_search(self._search(wide, without))
+        d.start_utt()
+        d.process_raw(x.tobytes(), full_utt=True)
+        d.end_utt()
+        hyp = d.hyp()
+        words = hyp.hypstr.strip() if hyp is not None else ""
+        spoken = [seg for seg in d.seg() if not seg.word.startswith(_FILLERS)] if words else []
+        if not spoken:
+            return Heard(words, None, 0, False)
+        onset = round(start_ms + spoken[0].start_frame * FRAME_MS)
+        span = (spoken[-1].end_frame + 1 - spoken[0].start_frame) * FRAME_MS
+        return Heard(words, onset, span, words in self.alternatives - without)
+
+    def _search(self, wide: bool, without: frozenset[str]) -> str:
+        """The search for the grammar of every cue but `without`, made on first use."""
+        key = (wide, without)
+        name = self._searches.get(key)
+        if name is None:
+            name = f"cues{len(self._searches)}"
+            alternatives = sorted(self.alternatives - without)
+            grammar = "#JSGF V1.0;\ngrammar cues;\npublic <cue> = " + " | ".join(alternatives) + " ;\n"
+            self._decoders[wide].add_jsgf_string(name, grammar)
+            self._searches[key] = name
+        return name
+
+
+# ---- checking every speech event -----------------------------------------------------
+
+
+def check_cues(
+    events: Sequence[Event],
+    pcm16k: np.ndarray,
+    recogniser: Recogniser,
+    *,
+    on_progress: Callable[[int, int], None] | None = None,
+) -> list[CueResult]:
+    """A verdict for each speech event of `events` (sorted by start), in that order.
+
+    `pcm16k` is the whole track, int16 at 16 kHz, sample 0 at time 0.
+    """
+    speech = [e for e in events if e.kind == "speech"]
+    total_ms = len(pcm16k) * 1000 / RATE_16K
+    results = []
+    for i, event in enumerate(speech):
+        before = speech[i - 1].end_ms if i > 0 else None
+        after = speech[i + 1].start_ms if i + 1 < len(speech) else None
+        results.append(_check_cue(event, before, after, pcm16k, total_ms, recogniser, seed=i))
+        if on_progress is not None:
+            on_progress(i + 1, len(speech))
+    return results
+
+
+def _check_cue(event: Event, prev_end: int | None, next_start: int | None, pcm16k: np.ndarray,
+               total_ms: float, recogniser: Recogniser, seed: int) -> CueResult:
+    text = event.text or ""
+    if text in recogniser.unchecked:
+        return CueResult("unchecked", recogniser.unchecked[text])
+    if event.start_ms >= total_ms:
+        return CueResult("FAIL", "the audio ends before this cue")
+    expected = recogniser.phrases[text]
+    length = event.end_ms - event.start_ms
+    span = pcm16k[round(event.start_ms * RATE_16K / 1000):round(event.end_ms * RATE_16K / 1000)]
+    if loudest_dbfs(span) < SILENCE_DBFS:
+        return CueResult("FAIL", "silence where the cue should be")
+    tail = _margin(TAIL_MS, None if next_start is None else next_start - event.end_ms)
+    best: Heard | None = None
+    for lead_in, attempt in ATTEMPTS:
+        lead = _margin(lead_in, None if prev_end is None else event.start_ms - prev_end)
+        a = max(0.0, event.start_ms - lead)
+        b = min(total_ms, event.end_ms + tail)
+        window = pcm16k[round(a * RATE_16K / 1000):round(b * RATE_16K / 1000)]
+        without: frozenset[str] = frozenset()
+        for _ in range(MAX_SET_ASIDE + 1):
+            heard = recogniser.hear(window, a, seed=seed * len(ATTEMPTS) + attempt, without=without)
+            if not heard.words:
+                heard = recogniser.hear(window, a, seed=seed * len(ATTEMPTS) + attempt, without=without,
+                                        wide=True)
+            if heard.words == expected or not heard.complete or _fits(heard, event, recogniser):
+                break
+            without |= {heard.words}  # a look-alike that does not fit the audio: set it aside
+        if heard.words == expected and _on_time(heard, event) and heard.span_ms >= MIN_SPAN_SHARE * length:
+            return CueResult("pass", _recognised(heard.onset_ms - event.start_ms), heard.words, heard.onset_ms)
+        best = _better(best, heard, expected)
+    assert best is not None
+    return CueResult("FAIL", _why(best, event, expected), best.words, best.onset_ms)
+
+
+def loudest_dbfs(pcm: np.ndarray, frame_ms: int = SILENCE_FRAME_MS) -> float:
+    """The level (dBFS) of the loudest `frame_ms` frame of int16 16 kHz `pcm` (RMS)."""
+    n = frame_ms * RATE_16K // 1000
+    frames = len(pcm) // n
+    if frames == 0:
+        return float("-inf")
+    x = np.asarray(pcm[:frames * n], dtype=np.float64).reshape(frames, n) / 32768.0
+    peak = float(np.sqrt((x * x).mean(axis=1)).max())
+    return 20 * np.log10(peak) if peak > 0 else float("-inf")
+
+
+def _fits(heard: Heard, event: Event, recogniser: Recogniser) -> bool:
+    """Could the cue heard be what is in the slot: as long as its own clip, starting with the slot?"""
+    return (heard.span_ms >= MIN_SPAN_SHARE * recogniser.shortest[heard.words]
+            and heard.onset_ms is not None and heard.onset_ms - event.start_ms <= LOOK_ALIKE_ONSET_MS)
+
+
+def _margin(wanted: int, gap: int | None) -> float:
+    """`wanted` ms of context, or less when the neighbouring cue is closer (never under 50 ms)."""
+    if gap is None:
+        return wanted
+    return max(MIN_MARGIN_MS, min(wanted, gap))
+
+
+def _on_time(heard: Heard, event: Event) -> bool:
+    return heard.onset_ms is not None and \
+        -EARLY_TOLERANCE_MS <= heard.onset_ms - event.start_ms <= LATE_TOLERANCE_MS
+
+
+def _better(best: Heard | None, heard: Heard, expected: str) -> Heard:
+    """The more telling of two failed attempts: the right words (mistimed) over anything else."""
+    if best is None:
+        return heard
+    return heard if heard.words == expected and best.words != expected else best
+
+
+def _why(heard: Heard, event: Event, expected: str) -> str:
+    if heard.words == expected and heard.onset_ms is not None:
+        off = (heard.onset_ms - event.start_ms) / 1000
+        if not _on_time(heard, event):
+            return f"heard {abs(off):.2f} s {'late' if off > 0 else 'early'}"
+        length = (event.end_ms - event.start_ms) / 1000
+        return f"cut short: heard for {heard.span_ms / 1000:.2f} s of its {length:.2f} s"
+    if heard.complete:
+        return f"heard \"{heard.words}\" instead"
+    if heard.words:
+        return f"not recognised (got as far as \"{heard.words}\")"
+    return "not recognised (nothing heard)"
+
+
+def _recognised(offset_ms: int) -> str:
+    return f"recognised, {offset_ms:+d} ms"
