@@ -392,10 +392,77 @@ def test_streaming_plan_starts_before_shaping_and_keeps_the_targets():
     assert loudness.to_db(loudness.true_peak(out)) <= -1.7 + 0.01
 
 
+def memo_routine():
+    """Cues spoken again minutes apart (the shaper lets them go and rebuilds them), over tones."""
+    rng = np.random.default_rng(21)
+    clips = {f"cue {i}": FakeClip(speechlike(rng.uniform(0.6, 2.5), seed=60 + i, level=0.9))
+             for i in range(12)}
+    events, t = [], 0
+    for text, clip in list(clips.items()) * 6:
+        events.append(speech(t, clip, text))
+        t = events[-1].end_ms + 500
+        events.append(tone("exhale", t, t + 2000))
+        t += 2300
+    return timeline(events, t), clips
+
+
+def streamed(tl, clips, **kw):
+    plan = levels.plan_levels(tl, clips, DEFAULT_TONES, streaming=True, **kw)
+    try:
+        return np.concatenate(list(mixer.render(tl, plan.clips, plan.tones, gain_db=plan.gain_db)))
+    finally:
+        plan.close()
+
+
+@pytest.mark.parametrize("target,ceiling", [(-16.0, -1.2), (-15.55, -1.7)])
+def test_memo_gives_the_same_samples(tmp_path, monkeypatch, target, ceiling):
+    tl, clips = memo_routine()
+    plain = streamed(tl, clips, target_lufs=target, ceiling_dbtp=ceiling)  # every cue shaped once
+    monkeypatch.setattr(levels._Shaper, "KEEP_WITHIN", 3)  # now rebuilt from recipes when spoken again
+    np.testing.assert_array_equal(streamed(tl, clips, target_lufs=target, ceiling_dbtp=ceiling), plain)
+    # First at another target (the measurements are shared), then twice at this one:
+    # measured and planned afresh, then everything from the memo (plan and recipes).
+    streamed(tl, clips, target_lufs=target - 1.0, ceiling_dbtp=ceiling, memo_dir=tmp_path)
+    for _ in range(2):
+        again = streamed(tl, clips, target_lufs=target, ceiling_dbtp=ceiling, memo_dir=tmp_path)
+        np.testing.assert_array_equal(again, plain)
+    assert sorted(p.suffix for p in tmp_path.iterdir()) == [".json", ".npz"]
+
+
+def test_memo_is_keyed_by_the_clips(tmp_path):
+    tl, clips = memo_routine()
+    streamed(tl, clips, memo_dir=tmp_path)
+    quieter = {text: FakeClip(np.asarray(c.samples) // 2) for text, c in clips.items()}
+    np.testing.assert_array_equal(streamed(tl, quieter, memo_dir=tmp_path), streamed(tl, quieter))
+    assert len(list(tmp_path.glob("*.npz"))) == 2
+
+
+def test_a_damaged_memo_is_measured_again(tmp_path):
+    tl, clips = memo_routine()
+    plain = streamed(tl, clips, memo_dir=tmp_path)
+    for path in tmp_path.iterdir():
+        path.write_bytes(path.read_bytes()[:100])
+    np.testing.assert_array_equal(streamed(tl, clips, memo_dir=tmp_path), plain)
+
+
+def test_shaper_holds_only_cues_spoken_again_soon():
+    tl, clips = memo_routine()
+    plan = levels.plan_levels(tl, clips, DEFAULT_TONES, streaming=True)
+    shaper = next(iter(plan.clips.values())).shaper
+    held = []
+    for _ in mixer.render(tl, plan.clips, plan.tones, gain_db=plan.gain_db, chunk_samples=RATE):
+        held.append(len(shaper._done))
+    plan.close()
+    # 12 cues in turn, each spoken again 12 cues later (within KEEP_WITHIN: kept)...
+    assert max(held) <= len(clips)
+    assert held[-1] == 0  # ... and none once the last use was taken
+
+
 def test_streaming_turns_down_a_cue_it_cannot_shape_enough(monkeypatch):
     clip = FakeClip(speechlike(2, seed=13, level=0.9))
     tl = timeline([speech(0, clip, "a"), speech(3000, clip, "a")], 6000)
-    monkeypatch.setattr(levels, "shape", lambda x, budget, target: (x, loudness.true_peak(x)))
+    monkeypatch.setattr(levels, "shape_threshold",
+                        lambda x, budget, target: (x, loudness.true_peak(x), None))
     plan = levels.plan_levels(tl, {"a": clip}, DEFAULT_TONES, ceiling_dbtp=-6.0, streaming=True)
     out = np.concatenate(list(mixer.render(tl, plan.clips, plan.tones, gain_db=plan.gain_db)))
     assert loudness.to_db(loudness.true_peak(out)) <= -6.0 + 0.01

@@ -13,6 +13,7 @@ from voiceflex.errors import DeviceError, Location, UsageError
 from voiceflex.player import (
     Command, KeyDecoder, NoKeys, Player, StatusModel, chapter_line, find_chapter, render_track, rich_view,
 )
+from voiceflex.player import engine
 from voiceflex.player.simpleaudio_backend import SimpleaudioBackend
 from voiceflex.timeline import Chapter, Event, Timeline
 
@@ -464,6 +465,57 @@ def test_render_track_is_the_rendered_samples(tmp_path, fake_engine):
     track = render_track(plan)
     assert track.dtype == np.int16
     assert np.array_equal(track, np.concatenate(list(pipeline.render(plan))))
+
+
+def test_track_render_fills_the_buffer_in_order_while_it_is_read(tmp_path, fake_engine):
+    from voiceflex.player import TrackRender
+
+    path = tmp_path / "r.yaml"
+    path.write_text(ROUTINE)
+    plan = pipeline.plan(str(path), engine=fake_engine)
+    render = TrackRender(plan)
+    try:
+        render.ready(1)  # the first samples are final: a player may start on them
+        assert render.filled >= 1
+        render.ready(render.total)
+        assert np.array_equal(render.samples, np.concatenate(list(pipeline.render(plan))))
+    finally:
+        render.close()
+
+
+def test_track_render_hands_its_failure_to_whoever_waits(tmp_path, fake_engine, monkeypatch):
+    from voiceflex.player import TrackRender
+
+    path = tmp_path / "r.yaml"
+    path.write_text(ROUTINE)
+    plan = pipeline.plan(str(path), engine=fake_engine)
+
+    def broken(plan, **kw):
+        yield np.zeros(10, np.int16)
+        raise RuntimeError("mixer broke")
+
+    monkeypatch.setattr(pipeline, "render", broken)
+    render = TrackRender(plan)
+    with pytest.raises(RuntimeError, match="mixer broke"):
+        render.ready(render.total)
+
+
+def test_player_waits_for_samples_before_playing_and_halting():
+    player, backend, clock = make_player((4, 4, 4))
+    asked = []
+    player._ready = asked.append
+    player.start(0)
+    assert asked[-1] >= int(engine.AHEAD_S * RATE)  # the stream starts on rendered samples
+    clock.sleep(1.0)
+    player.toggle()  # an exact pause silences samples ahead of the device: they must be final
+    assert asked[-1] >= S + int(engine.AHEAD_S * RATE)
+    player.seek(6 * S)
+    assert asked[-1] >= 6 * S + int(engine.AHEAD_S * RATE) or player.paused
+    player.toggle()
+    assert asked[-1] >= 6 * S + int(engine.AHEAD_S * RATE)
+    count = len(asked)
+    player.stop()  # a quit does not wait
+    assert len(asked) == count
 
 
 def test_play_command_with_a_fake_device(tmp_path, fake_engine, monkeypatch, capsys):

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable, Iterator
 
-from voiceflex.errors import Diagnostic, RoutineError, UnknownVoiceError
+from voiceflex.errors import Diagnostic, EngineError, RoutineError, UnknownVoiceError
 from voiceflex.routine import read
 from voiceflex.routine.model import Routine
 from voiceflex.timeline import Timeline, compile_routine, speech_texts
@@ -58,6 +58,12 @@ def plan(ref: str, *, engine=None, on_voice_progress: Progress | None = None) ->
         if routine.voice.location is None:
             raise
         raise RoutineError([Diagnostic(routine.voice.location, f"{exc}; `voiceflex voices` lists them")]) from None
+    except EngineError as exc:
+        # Say where the cue that could not be spoken is: its first line in the routine.
+        where = next((e.source for e in structure.events if e.kind == "speech" and e.text == exc.cue), None)
+        if exc.cue is None or where is None:
+            raise
+        raise EngineError(f"{where}: {exc}", hint=exc.hint, cue=exc.cue) from None
     timeline = compile_routine(routine, lambda text: clips[text].ms)
     return Plan(routine, timeline, clips)
 
@@ -74,13 +80,17 @@ def render(plan: Plan, *, fmt: str = "wav", bitrate: str = "64k",
     from voiceflex.audio import mixer
     from voiceflex.audio.levels import plan_levels
     from voiceflex.export.encoder import check_format, levels_for, parse_bitrate
+    from voiceflex.voice.cache import default_cache_dir
 
     fmt = check_format(fmt)
     target, ceiling = levels_for(fmt, parse_bitrate(bitrate) if fmt == "mp3" else 0)
     # Streaming: the gain is known after one measurement; cues are shaped on
     # the other core, ahead of the mix, while the first chunks already go out.
+    # The measurement is kept beside the voice cache: rendering the routine
+    # again (export after play, a second export) starts without it.
     levels = plan_levels(plan.timeline, plan.clips, plan.routine.tones, target_lufs=target,
-                         ceiling_dbtp=ceiling, streaming=True)
+                         ceiling_dbtp=ceiling, streaming=True,
+                         memo_dir=default_cache_dir() / "levels")
     try:
         for chunk in mixer.render(plan.timeline, levels.clips, levels.tones, gain_db=levels.gain_db,
                                   start_sample=start_sample):

@@ -37,16 +37,23 @@ number of cues, never with the length of the routine.
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
+import json
 import os
+import tempfile
 import threading
+import zlib
+from collections import Counter
 from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from voiceflex.audio.dynamics import shape
+from voiceflex.audio.dynamics import shape_threshold, soft_clip
 from voiceflex.audio.loudness import (
     BLOCK_HOPS,
     HOP,
@@ -91,6 +98,8 @@ TP_FACTOR = 1.025
 # Clips are levelled and shaped in threads: numpy's FFTs and array loops run
 # without the GIL, and an export has both cores to itself before encoding.
 _WORKERS = min(4, os.cpu_count() or 1)
+# Part of every memo key (see _Memo): bump it when what the meter stores changes.
+MEMO_VERSION = 1
 
 
 @dataclass(frozen=True, eq=False)
@@ -136,8 +145,16 @@ def plan_levels(
     target_lufs: float = TARGET_LUFS,
     ceiling_dbtp: float = CEILING_DBTP,
     streaming: bool = False,
+    memo_dir: Path | None = None,
 ) -> LevelPlan:
     """Levels for exporting `timeline`: integrated loudness `target_lufs`, true peak <= ceiling.
+
+    With `memo_dir`, what was measured is kept there (_Memo) and read back
+    when the same routine with the same clips is rendered again: each cue's
+    loudness and energies in the mix (at any target: the K-weighting of every
+    clip, most of the time before the first chunk, is skipped) and, streaming,
+    the plan itself with the threshold each cue was shaped at (its search is
+    skipped too).  The samples come out the same either way.
 
     With `streaming`, the plan is returned as soon as the gain is known (cues
     levelled, the mix measured once): cues are shaped by a background thread
@@ -154,10 +171,30 @@ def plan_levels(
             raise ValueError(f"no clip for the speech event {text!r}")
     sources = {text: _int16(clips[text]) for text in texts}
     tones = dict(tones)
+    memo = _Memo(memo_dir, timeline, sources, tones) if memo_dir is not None else None
+    if memo is not None and streaming:
+        done = memo.plan(target_lufs, ceiling_dbtp, texts)
+        if done is not None:
+            voice = {t: _Voice(("speech", t), *sources[t], target_lufs, None,
+                               known=(memo.loudness[t], None)) for t in texts}
+            return _streamed(timeline, voice, tones, done, target_lufs, ceiling_dbtp, memo)
     meter = _Meter(timeline, {text: len(s) for text, (s, _) in sources.items()}, tones)
-    with ThreadPoolExecutor(_WORKERS) as pool:
-        made = pool.map(lambda t: _Voice(("speech", t), *sources[t], target_lufs, meter), texts)
-        voice = dict(zip(texts, made, strict=True))
+    known = memo.read() if memo is not None else {}
+    fresh = [t for t in texts if t not in known or ("speech", t) in meter.keep]
+    voice = {t: _Voice(("speech", t), *sources[t], target_lufs, meter, known=known[t])
+             for t in texts if t not in fresh}
+    if fresh:
+        with ThreadPoolExecutor(_WORKERS) as pool:
+            # The tones too, synthesized and K-weighted beside the cues: the
+            # meter and the peak bounds need them next.
+            for key in meter.tone_keys():
+                pool.submit(meter.prepare_tone, key, tones[key[1]])
+            made = pool.map(lambda t: _Voice(("speech", t), *sources[t], target_lufs, meter), fresh)
+            voice.update(zip(fresh, made, strict=True))
+        if memo is not None:
+            memo.write({t: (v.loudness, v.unit) for t, v in voice.items()
+                        if ("speech", t) not in meter.keep})
+    voice = {t: voice[t] for t in texts}  # first-spoken order: the shaper follows it
     leveled = {text: v.leveled for text, v in voice.items()}
 
     first = meter.loudness({text: v.weighed for text, v in voice.items()}, tones)
@@ -165,7 +202,8 @@ def plan_levels(
         return LevelPlan(leveled, tones, 0.0, first, float("-inf"))
 
     if streaming:
-        return _streaming(timeline, voice, tones, target_lufs - first, target_lufs, ceiling_dbtp)
+        return _streaming(timeline, voice, tones, target_lufs - first, target_lufs, ceiling_dbtp,
+                          memo)
     ceiling = from_db(ceiling_dbtp)
     planned = target_lufs - first
     for _ in range(3):
@@ -199,7 +237,8 @@ def plan_levels(
 
 
 def _streaming(timeline: Timeline, voice: Mapping[str, _Voice], tones: Mapping[str, ToneSpec],
-               wanted: float, target_lufs: float, ceiling_dbtp: float) -> LevelPlan:
+               wanted: float, target_lufs: float, ceiling_dbtp: float,
+               memo: _Memo | None) -> LevelPlan:
     planned = wanted + PLR_OVER_DB  # room for the shaping search landing a little over
     tones_now = {name: _capped(spec, ceiling_dbtp - TONE_HEADROOM_DB - planned)
                  for name, spec in tones.items()}
@@ -208,46 +247,118 @@ def _streaming(timeline: Timeline, voice: Mapping[str, _Voice], tones: Mapping[s
     allowance = under.per_cue(timeline, {text: v.leveled for text, v in voice.items()})
     room = from_db(ceiling_dbtp) / from_db(planned)
     peaks = {text: max(room - allowance.get(text, 0.0), 1e-6) for text in voice}
-    shaper = _Shaper(voice, peaks, target_lufs)
+    done = {"wanted": wanted, "gain": gain, "tones_db": {n: t.db for n, t in tones_now.items()},
+            "peaks": peaks, "recipes": {}}
+    if memo is not None:
+        memo.keep_plan(target_lufs, ceiling_dbtp, done, {t: v.loudness for t, v in voice.items()})
+    return _streamed(timeline, voice, tones, done, target_lufs, ceiling_dbtp, memo)
+
+
+def _streamed(timeline: Timeline, voice: Mapping[str, _Voice], tones: Mapping[str, ToneSpec],
+              done: dict, target_lufs: float, ceiling_dbtp: float, memo: _Memo | None) -> LevelPlan:
+    """The streaming plan `done` (gain, tone levels, peak per cue), its cues shaped in the background."""
+    tones_now = {name: replace(spec, db=done["tones_db"][name]) if spec.db != done["tones_db"][name]
+                 else spec for name, spec in tones.items()}
+    shaper = _Shaper(voice, done["peaks"], target_lufs, timeline, done["recipes"])
+
+    def close() -> None:
+        shaper.stop()
+        if memo is not None and shaper.learned:
+            memo.keep_recipes(target_lufs, ceiling_dbtp, shaper.recipes)
+
     clips = {text: _DeferredClip(shaper, text) for text in voice}
+    wanted, gain = done["wanted"], done["gain"]
     return LevelPlan(clips, tones_now, gain, target_lufs - (wanted - gain), ceiling_dbtp,
-                     close=shaper.stop)
+                     close=close)
 
 
 class _Shaper:
-    """Shapes every cue to its peak in a background thread, first-spoken first."""
+    """Shapes every cue to its peak in a background thread, first-spoken first.
 
-    def __init__(self, voice: Mapping[str, _Voice], peaks: Mapping[str, float], target: float):
+    Memory follows the cues in play, not the routine's length: the thread
+    keeps at most LOOKAHEAD cues ahead of the mixer (an export's mixer waits
+    on the encoder, and would otherwise find every cue of a 2-hour routine
+    shaped and held), and once the mixer has taken a shaped cue it is kept
+    only if it is spoken again within KEEP_WITHIN cues.  A cue needed again
+    later is rebuilt from its recipe (the threshold found, the scale): one
+    clip and one rounding, without the search.  `recipes` (text -> recipe)
+    may come from an earlier render (_Memo); `learned` says new ones were made.
+    """
+
+    LOOKAHEAD = 24
+    KEEP_WITHIN = 48
+
+    def __init__(self, voice: Mapping[str, _Voice], peaks: Mapping[str, float], target: float,
+                 timeline: Timeline, recipes: Mapping[str, list]):
         self.voice, self.peaks, self.target = voice, peaks, target
+        self.recipes = dict(recipes)
+        self.learned = False
         self._locks = {text: threading.Lock() for text in voice}
         self._done: dict[str, Leveled] = {}
+        self._spoken: dict[str, list[int]] = {}  # each text's places among the speech events
+        for i, text in enumerate(e.text or "" for e in timeline.events if e.kind == "speech"):
+            self._spoken.setdefault(text, []).append(i)
+        self._taken = dict.fromkeys(self._spoken, 0)  # uses the mixer has taken
+        self._order = {text: i for i, text in enumerate(voice)}  # first-spoken order
+        self._reached = -1  # the furthest cue (in that order) the mixer has asked for
+        self._moved = threading.Condition()
         self._stopped = False
         self._thread = threading.Thread(target=self._run, daemon=True)
         self._thread.start()
 
-    def get(self, text: str) -> Leveled:
+    def take(self, text: str) -> Leveled:
+        """The clip for one use by the mixer (uses are taken in timeline order)."""
+        if self._order[text] > self._reached:
+            with self._moved:
+                self._reached = max(self._reached, self._order[text])
+                self._moved.notify()
         with self._locks[text]:
-            if text not in self._done:
-                peak = self.peaks[text]
-                budget = max(to_db(peak) - self.target, MIN_PLR_DB)
-                version = self.voice[text].within(budget)
-                clip = version.clip
-                if version.peak > peak:  # the budget was out of reach: turn it down
-                    clip = Leveled(clip.samples, RATE, clip.scale * peak / version.peak)
+            clip = self._done.pop(text, None)
+            if clip is None:
+                clip = self._make(text)
+            spoken, taken = self._spoken.get(text, []), self._taken.get(text, 0)
+            self._taken[text] = taken + 1
+            if taken + 1 < len(spoken) and spoken[taken + 1] - spoken[taken] <= self.KEEP_WITHIN:
                 self._done[text] = clip
-            return self._done[text]
+            return clip
 
     def stop(self) -> None:
-        self._stopped = True
+        with self._moved:
+            self._stopped = True
+            self._moved.notify()
+
+    def _make(self, text: str) -> Leveled:
+        peak = self.peaks[text]
+        budget = max(to_db(peak) - self.target, MIN_PLR_DB)
+        voice = self.voice[text]
+        recipe = self.recipes.get(text)
+        if recipe is not None and recipe[0] == round(budget, 2):
+            return voice.rebuild(*recipe[1:])
+        # Only the clip and its peak are needed: the mix was measured already.
+        version = voice.within(budget, weigh=False)
+        clip = version.clip
+        if version.peak > peak:  # the budget was out of reach: turn it down
+            clip = Leveled(clip.samples, RATE, clip.scale * peak / version.peak)
+        voice.forget()  # the recipe stands in for it
+        self.recipes[text] = [round(budget, 2), version.shaped, version.threshold_db, clip.scale]
+        self.learned = True
+        return clip
 
     def _run(self) -> None:
-        for text in self.voice:  # in first-spoken order
+        for index, text in enumerate(self.voice):  # in first-spoken order
+            with self._moved:
+                self._moved.wait_for(lambda i=index: self._stopped
+                                     or i <= self._reached + self.LOOKAHEAD)
             if self._stopped:
                 return
-            try:
-                self.get(text)
-            except Exception:  # noqa: BLE001 - raised again where the mixer asks for it
-                return
+            with self._locks[text]:
+                # Skipped if the mixer got there first.
+                if text in self._done or self._taken.get(text, 0) > 0:
+                    continue
+                try:
+                    self._done[text] = self._make(text)
+                except Exception:  # noqa: BLE001 - raised again where the mixer asks for it
+                    return
 
 
 @dataclass(frozen=True)
@@ -258,7 +369,7 @@ class _DeferredClip:
     text: str
 
     def resolve(self) -> tuple[np.ndarray, np.float32]:
-        return source_of(self.shaper.get(self.text))
+        return source_of(self.shaper.take(self.text))
 
 
 # --- clips ----------------------------------------------------------------------------------
@@ -270,40 +381,72 @@ class _Version:
 
     clip: Leveled
     peak: float
-    weighed: _Weighed
+    weighed: _Weighed | None  # None when made for a mix measured already (streaming)
+    shaped: bool = False  # False: the levelled clip itself
+    threshold_db: float | None = None  # shaped: soft-clipped at this threshold (None: only rounded)
 
 
 class _Voice:
     """One cue: its clip levelled, and shaped to a peak budget on demand (the latest kept)."""
 
     def __init__(self, key: tuple, samples: np.ndarray, scale: float, target_lufs: float,
-                 meter: _Meter):
+                 meter: _Meter | None, known: tuple[float, _Weighed | None] | None = None):
         self.key = key
         self.target = target_lufs
         self.meter = meter
-        weighed, k = meter.weigh(key, samples)
-        loudness = _clip_loudness(samples, scale, k)
+        if known is None:
+            weighed, k = meter.weigh(key, samples)
+            loudness = _clip_loudness(samples, scale, k)
+        else:  # measured by an earlier render of the same routine (_Memo)
+            loudness, weighed = known
+        self.loudness, self.unit = loudness, weighed
         self.leveled = Leveled(samples, RATE, scale * 32768.0 * _level_gain(loudness, target_lufs))
-        self.weighed = weighed.at(self.leveled.scale / 32768.0)
-        self.peak = true_peak(self.leveled.as_float())
-        self._last: tuple[float, _Version] | None = None
+        self.weighed = weighed.at(self.leveled.scale / 32768.0) if weighed is not None else None
+        self._peak: float | None = None
+        self._last: tuple[tuple[float, bool], _Version] | None = None
 
-    def within(self, max_plr_db: float) -> _Version:
-        """This clip with true peak at most `max_plr_db` above its level."""
+    @property
+    def peak(self) -> float:
+        """The levelled clip's true peak: measured when first asked (the gain does not need it)."""
+        if self._peak is None:
+            self._peak = true_peak(self.leveled.as_float())
+        return self._peak
+
+    def within(self, max_plr_db: float, *, weigh: bool = True) -> _Version:
+        """This clip with true peak at most `max_plr_db` above its level.
+
+        Without `weigh`, a shaped version comes without its energies for the
+        meter (the streaming plan measured the mix before shaping).
+        """
         if to_db(self.peak) - self.target <= max_plr_db:
             return _Version(self.leveled, self.peak, self.weighed)
-        key = round(max_plr_db, 2)
+        key = (round(max_plr_db, 2), weigh)
         if self._last is None or self._last[0] != key:  # only the latest is kept: memory
-            self._last = (key, self._shape(key))
+            self._last = (key, self._shape(key[0], weigh))
         return self._last[1]
 
-    def _shape(self, max_plr_db: float) -> _Version:
+    def forget(self) -> None:
+        """Let go of the shaped version (asked for again, it is made again)."""
+        self._last = None
+
+    def rebuild(self, shaped: bool, threshold_db: float | None, scale: float) -> Leveled:
+        """The clip a shaping made (its _Version's `shaped`, `threshold_db`), at `scale`: exactly."""
+        if not shaped:
+            return Leveled(self.leveled.samples, RATE, scale)
+        x = self.leveled.as_float()
+        y = x if threshold_db is None else soft_clip(x, 10.0 ** (threshold_db / 20.0))
+        return Leveled(_quantize(y)[0], RATE, scale)
+
+    def _shape(self, max_plr_db: float, weigh: bool) -> _Version:
         x = self.leveled.as_float()
         aim = max_plr_db
         for _ in range(3):
-            y, peak_y = shape(x, aim, self.target)
+            y, peak_y, threshold = shape_threshold(x, aim, self.target)
             samples, scale = _quantize(y)
-            weighed, k = self.meter.weigh(self.key, samples)  # measured exactly
+            if weigh:
+                weighed, k = self.meter.weigh(self.key, samples)  # measured exactly
+            else:
+                weighed, k = None, k_weight(samples)
             loudness = _clip_loudness(samples, scale / 32768.0, k)
             level = _level_gain(loudness, self.target)
             clip = Leveled(samples, RATE, scale * level)
@@ -313,7 +456,8 @@ class _Voice:
             if over <= 0.05:
                 break
             aim -= over + 0.02  # the search's loudness estimate was off by about this
-        return _Version(clip, peak, weighed.at(clip.scale / 32768.0))
+        return _Version(clip, peak, weighed.at(clip.scale / 32768.0) if weighed else None,
+                        shaped=True, threshold_db=threshold)
 
 
 def _int16(clip: Any) -> tuple[np.ndarray, float]:
@@ -542,7 +686,143 @@ class _Meter:
         hops = np.arange(first, last + 1)
         return (hops, sums, name) if name is not None else (hops, sums)
 
+    def tone_keys(self) -> list[tuple]:
+        return [key for key in self.starts if key[0] == "tone"]
+
+    def prepare_tone(self, key: tuple, spec: ToneSpec) -> None:
+        """Synthesize tone `key` at `spec` (tones.synth keeps it) and K-weight it, ahead of need."""
+        synth(spec, key[2])
+        self._unit_tone(key)
+
     def _unit_tone(self, key: tuple) -> np.ndarray:
         if key not in self._unit:
             self._unit[key] = k_weight(synth(self.shapes[key[1]], key[2]))
         return self._unit[key]
+
+
+# --- the memo -------------------------------------------------------------------------------
+
+
+class _Memo:
+    """What the level plan of one routine measured and decided, on disk, to be used again.
+
+    Two files, keyed by everything a measurement depends on: where every
+    sound of the timeline lies, the tones, and each clip (its length, scale
+    and a CRC of its samples; clips come from the voice cache, which never
+    renders a cached text again).
+    - KEY.npz: each cue's loudness and _Weighed, at unit level: the mix's
+      loudness at any target follows from them.  Cues whose K-weighted
+      samples the meter keeps (speech running into speech) are measured
+      again each time.
+    - KEY.json: each cue's loudness, and per (target, ceiling) the streaming
+      plan: gain, tone levels, each cue's peak, and its shaping recipe.
+    A memo that cannot be read or written is simply not used.
+    """
+
+    def __init__(self, folder: Path, timeline: Timeline,
+                 sources: Mapping[str, tuple[np.ndarray, float]], tones: Mapping[str, ToneSpec]):
+        digest = hashlib.sha256(json.dumps([
+            MEMO_VERSION, total_samples(timeline),
+            [(e.kind, e.start_ms, e.end_ms, e.text, e.name) for e in timeline.events],
+            sorted((name, repr(spec)) for name, spec in tones.items()),
+            [(text, len(s), scale, zlib.crc32(s)) for text, (s, scale) in sources.items()],
+        ]).encode())
+        self.path = Path(folder) / f"{digest.hexdigest()}.npz"
+        self.plans_path = self.path.with_suffix(".json")
+        self._plans: dict | None = None
+
+    @property
+    def loudness(self) -> dict[str, float]:
+        return self._json().setdefault("loudness", {})
+
+    def plan(self, target: float, ceiling: float, texts: list[str]) -> dict | None:
+        """The streaming plan kept for this target and ceiling, if it covers `texts`."""
+        done = self._json().get("plans", {}).get(f"{target!r} {ceiling!r}")
+        if (not isinstance(done, dict) or set(done.get("peaks", ())) != set(texts)
+                or not set(texts) <= set(self.loudness)):
+            return None
+        return done
+
+    def keep_plan(self, target: float, ceiling: float, done: dict,
+                  loudness: Mapping[str, float]) -> None:
+        data = self._json()
+        data["loudness"] = dict(loudness)
+        data.setdefault("plans", {})[f"{target!r} {ceiling!r}"] = done
+        self._write_json(data)
+
+    def keep_recipes(self, target: float, ceiling: float, recipes: Mapping[str, list]) -> None:
+        done = self._json().get("plans", {}).get(f"{target!r} {ceiling!r}")
+        if isinstance(done, dict):
+            done["recipes"] = dict(recipes)
+            self._write_json(self._json())
+
+    def _json(self) -> dict:
+        if self._plans is None:
+            try:
+                self._plans = json.loads(self.plans_path.read_text(encoding="utf-8"))
+                if not isinstance(self._plans, dict):
+                    self._plans = {}
+            except (OSError, ValueError):
+                self._plans = {}
+        return self._plans
+
+    def _write_json(self, data: dict) -> None:
+        _write_atomically(self.plans_path, lambda f: f.write(json.dumps(data).encode()))
+
+    def read(self) -> dict[str, tuple[float, _Weighed]]:
+        try:
+            with np.load(self.path, allow_pickle=False) as f:
+                texts = json.loads(str(f["texts"]))
+                tones = json.loads(str(f["tones"]))
+                loudness, own, hops, energy = f["loudness"], f["own"], f["hops"], f["energy"]
+                cross, cross_hops, products = f["cross"], f["cross_hops"], f["products"]
+            cuts: dict[int, list] = {}
+            for i, (text, a, b, tone) in enumerate(cross.tolist()):
+                cuts.setdefault(text, []).append((cross_hops[a:b], products[a:b], tones[tone]))
+            return {text: (float(loudness[i]), _Weighed(
+                        hops[own[i]:own[i + 1]], energy[own[i]:own[i + 1]], tuple(cuts.get(i, ()))))
+                    for i, text in enumerate(texts)}
+        except Exception:  # noqa: BLE001 - torn, damaged or foreign: measure again
+            return {}
+
+    def write(self, measured: Mapping[str, tuple[float, _Weighed]]) -> None:
+        texts = list(measured)
+        tone_names = sorted({c[2] for _, w in measured.values() for c in w.cross})
+        own = np.cumsum([0] + [len(w.hops) for _, w in measured.values()])
+        cross, at = [], 0
+        for i, (_, w) in enumerate(measured.values()):
+            for h, _, tone in w.cross:
+                cross.append((i, at, at + len(h), tone_names.index(tone)))
+                at += len(h)
+        crossed = [c for _, w in measured.values() for c in w.cross]
+        arrays = {
+            "texts": np.array(json.dumps(texts)), "tones": np.array(json.dumps(tone_names)),
+            "loudness": np.array([m[0] for m in measured.values()], dtype=np.float64),
+            "own": own.astype(np.int64),
+            "hops": _joined([w.hops for _, w in measured.values()], np.int64),
+            "energy": _joined([w.energy for _, w in measured.values()], np.float64),
+            "cross": np.array(cross, dtype=np.int64).reshape(-1, 4),
+            "cross_hops": _joined([c[0] for c in crossed], np.int64),
+            "products": _joined([c[1] for c in crossed], np.float64),
+        }
+        _write_atomically(self.path, lambda f: np.savez(f, **arrays))
+
+
+def _write_atomically(path: Path, write: Callable[[Any], None]) -> None:
+    """Write a file aside and rename it: a reader sees all of it or none.  Best effort."""
+    temp = None
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=path.parent, prefix=".", suffix=".tmp",
+                                         delete=False) as f:
+            temp = f.name
+            write(f)
+        os.replace(temp, path)
+    except OSError:
+        if temp is not None:
+            with contextlib.suppress(OSError):
+                os.unlink(temp)
+
+
+def _joined(arrays: list[np.ndarray], dtype: type) -> np.ndarray:
+    return np.concatenate(arrays).astype(dtype, copy=False) if arrays else np.zeros(0, dtype)

@@ -72,7 +72,9 @@ def placements(
 
     Arrays are shared, not copied: a cue spoken 40 times is one array placed
     40 times.  A tone fills its event exactly (end_ms - start_ms); a clip is
-    placed whole from the event's start.
+    placed whole from the event's start.  Tones are synthesized when the mix
+    reaches them (a Deferred), so the first chunk does not wait for the
+    breathing glides of the whole routine.
     """
     sources: dict[str, tuple[np.ndarray, np.float32]] = {}
     placed = []
@@ -90,12 +92,25 @@ def placements(
         else:
             if event.name not in tones:
                 raise ValueError(f"no tone named {event.name!r}")
-            data = synth(tones[event.name], ms_to_samples(event.end_ms) - start)
+            length = ms_to_samples(event.end_ms) - start
+            if length <= 0:
+                continue
+            data = _Tone(tones[event.name], length)
             scale = np.float32(1.0)
         if hasattr(data, "resolve") or len(data):
             placed.append(Placement(start, data, scale))
     placed.sort(key=lambda p: p.start)
     return placed
+
+
+class _Tone(NamedTuple):
+    """A tone placement, synthesized (and cached by tones.synth) when the mix reaches it."""
+
+    spec: ToneSpec
+    length: int
+
+    def resolve(self) -> tuple[np.ndarray, np.float32]:
+        return synth(self.spec, self.length), np.float32(1.0)
 
 
 def source_of(clip: Any) -> tuple[np.ndarray, np.float32]:

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from voiceflex.player.backend import Backend, Stream, default_backend
 from voiceflex.player.display import Status, StatusModel, chapter_line, rich_view
-from voiceflex.player.engine import Command, Keys, NoKeys, Outcome, Player, find_chapter, render_track
+from voiceflex.player.engine import (
+    Command, Keys, NoKeys, Outcome, Player, TrackRender, find_chapter, render_track,
+)
 from voiceflex.player.keys import KeyDecoder, terminal_keys
 
 __all__ = [
@@ -18,6 +20,7 @@ __all__ = [
     "Status",
     "StatusModel",
     "Stream",
+    "TrackRender",
     "chapter_line",
     "default_backend",
     "find_chapter",

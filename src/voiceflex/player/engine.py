@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import bisect
 import enum
+import threading
 import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Callable, Protocol
@@ -24,6 +25,12 @@ if TYPE_CHECKING:
 BACK_AGAIN_S = 2.0
 # How often the engine looks at keys, the stream and the display.
 TICK_S = 0.1
+# How much of the track must be rendered past a stream's first sample before
+# it starts, and past the position before a stream is halted: the device is
+# then always reading final samples, and a halt's silencing (the two seconds
+# after its cut, see simpleaudio_backend) never races the renderer.  The
+# renderer makes ~50-100 s of audio per second, so it only pulls ahead.
+AHEAD_S = 5.0
 
 
 class Command(enum.Enum):
@@ -58,22 +65,83 @@ def render_track(plan: Plan) -> np.ndarray:
     Played as one buffer (see simpleaudio_backend for why not in blocks);
     30 minutes take 76 MiB.
     """
-    import numpy as np
+    render = TrackRender(plan)
+    try:
+        render.ready(render.total)
+    finally:
+        render.close()
+    return render.samples
 
-    from voiceflex import pipeline
 
-    total = ms_to_samples(plan.timeline.duration_ms)
-    track = np.empty(total, np.int16)
-    filled = 0
-    for chunk in pipeline.render(plan):
-        if filled + len(chunk) > total:
-            filled += len(chunk)
-            break
-        track[filled:filled + len(chunk)] = chunk
-        filled += len(chunk)
-    if filled != total:
-        raise RuntimeError(f"the renderer gave {filled} samples for a {total}-sample track")
-    return track
+class TrackRender:
+    """The routine's track, rendered into one int16 buffer by a background thread, first sample first.
+
+    `play` starts the device as soon as the first seconds are in (`ready`)
+    and the rest is rendered into the same buffer while it plays:
+    simpleaudio reads the buffer in place as the device asks for it.  The
+    samples are exactly those of `pipeline.render`, which export writes.
+    """
+
+    def __init__(self, plan: Plan):
+        import numpy as np
+
+        self.total = ms_to_samples(plan.timeline.duration_ms)
+        # Zeros, not garbage, if the device were ever to overtake the renderer.
+        self.samples = np.zeros(self.total, np.int16)
+        self._filled = 0
+        self._error: BaseException | None = None
+        self._stopped = False
+        self._changed = threading.Condition()
+        self._thread = threading.Thread(target=self._fill, args=(plan,), daemon=True,
+                                        name="voiceflex-render")
+        self._thread.start()
+
+    @property
+    def filled(self) -> int:
+        """Samples [0, filled) are final."""
+        return self._filled
+
+    def ready(self, upto: int) -> None:
+        """Wait until samples [0, upto) are final; raises what stopped the renderer, if anything did."""
+        upto = min(upto, self.total)
+        with self._changed:
+            self._changed.wait_for(lambda: self._filled >= upto or self._error is not None
+                                   or self._stopped)
+            if self._error is not None:
+                raise self._error
+            if self._filled < upto:
+                raise RuntimeError("the track is no longer being rendered")
+
+    def close(self) -> None:
+        """Stop rendering (the thread ends after its current chunk)."""
+        with self._changed:
+            self._stopped = True
+            self._changed.notify_all()
+
+    def _fill(self, plan: Plan) -> None:
+        from voiceflex import pipeline
+
+        try:
+            chunks = pipeline.render(plan)
+            try:
+                for chunk in chunks:
+                    start, end = self._filled, self._filled + len(chunk)
+                    if end > self.total:
+                        raise RuntimeError(f"the renderer gave more than the track's {self.total} samples")
+                    self.samples[start:end] = chunk
+                    with self._changed:
+                        self._filled = end
+                        self._changed.notify_all()
+                        if self._stopped:
+                            return
+            finally:
+                chunks.close()
+            if self._filled != self.total:
+                raise RuntimeError(f"the renderer gave {self._filled} samples for a {self.total}-sample track")
+        except BaseException as exc:  # noqa: BLE001 - handed to whoever waits in ready()
+            with self._changed:
+                self._error = exc
+                self._changed.notify_all()
 
 
 def find_chapter(timeline: Timeline, wanted: str) -> int:
@@ -116,12 +184,18 @@ class Player:
     is the stream's origin plus what the stream reports played; when paused
     it is the exact frame the stream stopped at, so a resume continues with
     the very next sample.
+
+    `ready(n)`, if given, waits until samples [0, n) of `track` are final
+    (TrackRender.ready: the track is still being rendered into) and raises
+    if they never will be.
     """
 
-    def __init__(self, track: np.ndarray, timeline: Timeline, backend: Backend):
+    def __init__(self, track: np.ndarray, timeline: Timeline, backend: Backend,
+                 ready: Callable[[int], None] | None = None):
         self.track = track
         self.timeline = timeline
         self.backend = backend
+        self._ready = ready
         self.total = len(track)
         self.starts = [min(ms_to_samples(c.start_ms), self.total) for c in timeline.chapters]
         self._stream: Stream | None = None
@@ -191,7 +265,7 @@ class Player:
     def stop(self) -> None:
         """Silence now (quit, Ctrl-C); the position is kept as an estimate."""
         if self._stream is not None:
-            self._halt(exact=False)
+            self._halt(exact=False, wait=False)
 
     def apply(self, command: Command) -> bool:
         """Carry out a command; False when it was the last (quit)."""
@@ -221,6 +295,7 @@ class Player:
             if start_at is not None:
                 self.start(start_at)
             while True:
+                self._wait(0)  # a renderer that failed stops the player here
                 self.poll()
                 if on_update is not None:
                     on_update(self)
@@ -250,6 +325,10 @@ class Player:
 
     # ---- streams -----------------------------------------------------------
 
+    def _wait(self, upto: int) -> None:
+        if self._ready is not None:
+            self._ready(upto)
+
     def _play_from(self, at: int) -> None:
         at = max(0, min(at, self.total))
         self.paused = False
@@ -257,12 +336,17 @@ class Player:
             self._position = self.total
             self.finished = True
             return
+        self._wait(at + int(AHEAD_S * RATE))
         self._origin = at
         self._position = at
         self.finished = False
         self._stream = self.backend.play(self.track[at:])
 
-    def _halt(self, *, exact: bool) -> None:
+    def _halt(self, *, exact: bool, wait: bool = True) -> None:
+        # A halt silences the samples just ahead of the device and puts them
+        # back afterwards: they must be final by then.  A quit does not wait.
+        if wait:
+            self._wait(self.position() + int(AHEAD_S * RATE))
         stream, self._stream = self._stream, None
         assert stream is not None
         self._position = min(self._origin + stream.halt(exact=exact), self.total)
