@@ -78,3 +78,10 @@ def test_errors_on_a_terminal_show_the_line_and_a_caret(tmp_path, capsys, monkey
     assert out[0] == f"{f}:3:12: `soon` is not a duration; write it like " + out[0].split("write it like ")[1]
     assert out[1] == "      - pause: soon"
     assert out[2] == "    " + " " * 11 + "^"
+
+
+def test_clock_carries_into_the_minute():
+    from voiceflex.cli import _clock
+
+    assert [_clock(ms) for ms in (0, 59_940, 59_960, 61_250, 3_600_000)] == \
+        ["0:00.0", "0:59.9", "1:00.0", "1:01.2", "60:00.0"]

@@ -260,8 +260,9 @@ def _schema(args: argparse.Namespace) -> int:
 
 
 def _clock(ms: int) -> str:
-    minutes, rest = divmod(ms, 60_000)
-    return f"{minutes}:{rest / 1000:04.1f}"
+    # Round to tenths before splitting, so 59.96 s reads 1:00.0, not 0:60.0.
+    minutes, tenths = divmod(round(ms / 100), 600)
+    return f"{minutes}:{tenths / 10:04.1f}"
 
 
 def _print_diagnostics(exc: RoutineError, stream) -> None:
