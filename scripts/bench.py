@@ -420,6 +420,11 @@ def main() -> int:
     parser.add_argument("--json", metavar="FILE", help="also write every run to FILE")
     parser.add_argument("--keep", action="store_true", help="keep the work folder (routines, files)")
     args = parser.parse_args()
+    if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+        # Started in the background (`scripts/bench &`): the shell ignores
+        # SIGINT for us, our children would inherit that, and `play` would
+        # never hear the SIGINT that ends each first-sound measure.
+        signal.signal(signal.SIGINT, signal.default_int_handler)
     runs = 3 if args.quick else args.runs
     pydub_runs = 0 if args.no_pydub else (1 if args.quick else min(args.pydub_runs, runs))
 

@@ -125,6 +125,7 @@ class Mp3Sink(Sink):
         except OSError as e:
             self._stderr.close()
             raise EncoderError(f"could not start ffmpeg: {e.strerror or e}") from None
+        _widen_pipe(self._process.stdin)
 
     def write(self, pcm: np.ndarray) -> None:
         try:
@@ -199,6 +200,22 @@ class WavSink(Sink):
             self._file.close()
         except (OSError, wave.Error):
             pass
+
+
+# LAME takes 64 KiB, a pipe's default size, in about 2 ms: the mixer, a Python
+# thread sharing the GIL with the cue shaper and the cover drawing, would
+# leave ffmpeg idle at every hiccup.  A 1 MiB pipe holds ~25 ms of its work.
+PIPE_BYTES = 1 << 20
+
+
+def _widen_pipe(pipe) -> None:
+    """Best effort: a system that refuses (pipe-max-size, not Linux) keeps its default."""
+    try:
+        import fcntl
+
+        fcntl.fcntl(pipe.fileno(), getattr(fcntl, "F_SETPIPE_SZ", 1031), PIPE_BYTES)
+    except (ImportError, OSError, ValueError):
+        pass
 
 
 def _signal_name(number: int) -> str:

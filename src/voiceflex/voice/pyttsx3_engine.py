@@ -8,6 +8,7 @@ import hashlib
 import json
 import os
 import tempfile
+import weakref
 from ctypes.util import find_library
 from pathlib import Path
 
@@ -72,6 +73,7 @@ class Pyttsx3Engine:
         self._library = check_installed()
         self.timeout = timeout
         self._info: tuple[str, list[VoiceInfo]] | None = None
+        self._spare: WorkerPool | None = None  # the worker that answered _query, for render
 
     @property
     def version(self) -> str:
@@ -84,7 +86,11 @@ class Pyttsx3Engine:
         self, texts: Sequence[str], voice: str, rate: int, *, workers: int = 1
     ) -> Iterator[tuple[str, Clip]]:
         workers = max(1, min(workers, len(texts)))
-        with WorkerPool(BACKEND, workers=workers, timeout=self.timeout) as pool:
+        pool, self._spare = self._spare, None
+        if pool is None:
+            pool = WorkerPool(BACKEND, workers=workers, timeout=self.timeout)
+        pool.workers = workers
+        with pool:
             for text, (frames, sample_rate) in pool.render(texts, voice, rate):
                 samples = np.frombuffer(frames, dtype="<i2").astype(np.int16, copy=False)
                 yield text, Clip(trim_silence(samples), sample_rate)
@@ -99,8 +105,18 @@ class Pyttsx3Engine:
             try:
                 version, voices = json.loads(memo.read_text())
             except (OSError, ValueError):
-                with WorkerPool(BACKEND, timeout=self.timeout) as pool:
+                # No memo: most likely an empty cache, whose cues are rendered
+                # next.  The worker that answers is kept for that (its start-up
+                # is a third of a cold `play`'s wait), and stopped when this
+                # engine goes if nothing was rendered.
+                pool = WorkerPool(BACKEND, timeout=self.timeout)
+                try:
                     version, voices = pool.call("info")
+                except BaseException:
+                    pool.close()
+                    raise
+                self._spare = pool
+                weakref.finalize(self, pool.close)
                 _write_atomically(memo, json.dumps([version, voices]))
             self._info = (version, [VoiceInfo(i, n, tuple(langs)) for i, n, langs in voices])
         return self._info

@@ -172,7 +172,12 @@ class WorkerPool:
                 text = worker.text
                 assert text is not None
                 if ok:
-                    idle.append(worker)
+                    if queue:  # its next cue first: it speaks while the caller stores this one
+                        worker.text = queue.popleft()
+                        worker.send("render", worker.text, *args, timeout=self.timeout)
+                        busy.append(worker)
+                    else:
+                        idle.append(worker)
                     yield text, value
                     continue
                 self._retire(worker)
