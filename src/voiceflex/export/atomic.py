@@ -18,6 +18,7 @@ from pathlib import Path
 
 from voiceflex.errors import EncoderError
 from voiceflex.export.encoder import fsync_file
+from voiceflex.voice.workers import pid_alive
 
 _TEMP = re.compile(r"^\..+\.voiceflex-[0-9a-f]{8}-(\d+)\.part$")
 
@@ -105,15 +106,7 @@ def staged() -> Iterator[Staging]:
 
 
 def _alive(pid: int) -> bool:
-    if pid == os.getpid():
-        return True
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except OSError:
-        return True  # exists, owned by someone else
-    return True
+    return pid == os.getpid() or pid_alive(pid)
 
 
 def _fsync_folder(folder: Path) -> None:
