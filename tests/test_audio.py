@@ -445,6 +445,22 @@ def test_a_damaged_memo_is_measured_again(tmp_path):
     np.testing.assert_array_equal(streamed(tl, clips, memo_dir=tmp_path), plain)
 
 
+def test_a_memo_that_does_not_hold_a_plan_is_not_used(tmp_path):
+    import json
+
+    tl, clips = memo_routine()
+    plain = streamed(tl, clips, memo_dir=tmp_path)
+    (path,) = tmp_path.glob("*.json")
+    memo = json.loads(path.read_text())
+    for done in memo["plans"].values():
+        done["tones_db"] = {}
+        done["recipes"] = {text: ["x", None] for text in done["recipes"]}
+    path.write_text(json.dumps(memo))
+    np.testing.assert_array_equal(streamed(tl, clips, memo_dir=tmp_path), plain)
+    path.write_text(json.dumps({"plans": [], "loudness": 3}))
+    np.testing.assert_array_equal(streamed(tl, clips, memo_dir=tmp_path), plain)
+
+
 def test_shaper_holds_only_cues_spoken_again_soon():
     tl, clips = memo_routine()
     plan = levels.plan_levels(tl, clips, DEFAULT_TONES, streaming=True)

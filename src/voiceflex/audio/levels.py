@@ -716,11 +716,14 @@ class _Memo:
       again each time.
     - KEY.json: each cue's loudness, and per (target, ceiling) the streaming
       plan: gain, tone levels, each cue's peak, and its shaping recipe.
-    A memo that cannot be read or written is simply not used.
+    A memo that cannot be read or written, or does not hold what it should,
+    is simply not used (and written again).
     """
 
     def __init__(self, folder: Path, timeline: Timeline,
                  sources: Mapping[str, tuple[np.ndarray, float]], tones: Mapping[str, ToneSpec]):
+        self.tone_names = set(tones)
+        self.hop_count = -(-total_samples(timeline) // HOP)
         digest = hashlib.sha256(json.dumps([
             MEMO_VERSION, total_samples(timeline),
             [(e.kind, e.start_ms, e.end_ms, e.text, e.name) for e in timeline.events],
@@ -733,37 +736,53 @@ class _Memo:
 
     @property
     def loudness(self) -> dict[str, float]:
-        return self._json().setdefault("loudness", {})
+        return self._json()["loudness"]
 
     def plan(self, target: float, ceiling: float, texts: list[str]) -> dict | None:
-        """The streaming plan kept for this target and ceiling, if it covers `texts`."""
-        done = self._json().get("plans", {}).get(f"{target!r} {ceiling!r}")
-        if (not isinstance(done, dict) or set(done.get("peaks", ())) != set(texts)
-                or not set(texts) <= set(self.loudness)):
+        """The streaming plan kept for this target and ceiling, if it covers `texts`.
+
+        Recipes that do not look like _Shaper's are left out (made again).
+        """
+        done = self._json()["plans"].get(f"{target!r} {ceiling!r}")
+        numbers = lambda d, keys: (isinstance(d, dict) and set(d) == set(keys)  # noqa: E731
+                                   and all(_number(v) for v in d.values()))
+        if not (isinstance(done, dict) and _number(done.get("wanted")) and _number(done.get("gain"))
+                and numbers(done.get("tones_db"), self.tone_names)
+                and numbers(done.get("peaks"), texts)
+                and all(_number(self.loudness.get(t), finite=False) for t in texts)
+                and isinstance(done.get("recipes"), dict)):
             return None
-        return done
+        recipes = {t: r for t, r in done["recipes"].items()
+                   if t in done["peaks"] and isinstance(r, list) and len(r) == 4
+                   and _number(r[0]) and isinstance(r[1], bool)
+                   and (r[2] is None or _number(r[2])) and _number(r[3])}
+        return {**done, "recipes": recipes}
 
     def keep_plan(self, target: float, ceiling: float, done: dict,
                   loudness: Mapping[str, float]) -> None:
         data = self._json()
         data["loudness"] = dict(loudness)
-        data.setdefault("plans", {})[f"{target!r} {ceiling!r}"] = done
+        data["plans"][f"{target!r} {ceiling!r}"] = done
         self._write_json(data)
 
     def keep_recipes(self, target: float, ceiling: float, recipes: Mapping[str, list]) -> None:
-        done = self._json().get("plans", {}).get(f"{target!r} {ceiling!r}")
+        done = self._json()["plans"].get(f"{target!r} {ceiling!r}")
         if isinstance(done, dict):
             done["recipes"] = dict(recipes)
             self._write_json(self._json())
 
     def _json(self) -> dict:
+        """The JSON file's contents, with "loudness" and "plans" mappings whatever was found."""
         if self._plans is None:
             try:
-                self._plans = json.loads(self.plans_path.read_text(encoding="utf-8"))
-                if not isinstance(self._plans, dict):
-                    self._plans = {}
+                data = json.loads(self.plans_path.read_text(encoding="utf-8"))
             except (OSError, ValueError):
-                self._plans = {}
+                data = None
+            data = data if isinstance(data, dict) else {}
+            for part in ("loudness", "plans"):
+                if not isinstance(data.get(part), dict):
+                    data[part] = {}
+            self._plans = data
         return self._plans
 
     def _write_json(self, data: dict) -> None:
@@ -776,6 +795,13 @@ class _Memo:
                 tones = json.loads(str(f["tones"]))
                 loudness, own, hops, energy = f["loudness"], f["own"], f["hops"], f["energy"]
                 cross, cross_hops, products = f["cross"], f["cross_hops"], f["products"]
+            if not (set(tones) <= self.tone_names and len(own) == len(texts) + 1
+                    and len(loudness) == len(texts) and len(hops) == len(energy) == own[-1]
+                    and len(cross_hops) == len(products)
+                    and (not len(hops) or 0 <= hops.min() <= hops.max() < self.hop_count)
+                    and (not len(cross_hops)
+                         or 0 <= cross_hops.min() <= cross_hops.max() < self.hop_count)):
+                return {}
             cuts: dict[int, list] = {}
             for i, (text, a, b, tone) in enumerate(cross.tolist()):
                 cuts.setdefault(text, []).append((cross_hops[a:b], products[a:b], tones[tone]))
@@ -822,6 +848,13 @@ def _write_atomically(path: Path, write: Callable[[Any], None]) -> None:
         if temp is not None:
             with contextlib.suppress(OSError):
                 os.unlink(temp)
+
+
+def _number(x: Any, finite: bool = True) -> bool:
+    """A JSON number (a silent cue's loudness is -inf: `finite=False` lets it through)."""
+    if not isinstance(x, (int, float)) or isinstance(x, bool) or x != x:
+        return False
+    return bool(np.isfinite(x)) or not finite
 
 
 def _joined(arrays: list[np.ndarray], dtype: type) -> np.ndarray:
