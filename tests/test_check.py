@@ -302,7 +302,7 @@ def test_an_audio_file_that_does_not_exist_is_a_usage_error(tmp_path):
 
 
 def test_missing_ffmpeg_says_how_to_install(monkeypatch):
-    monkeypatch.setattr(track.shutil, "which", lambda name: None)
+    monkeypatch.setattr("shutil.which", lambda name: None)
     with pytest.raises(MissingComponentError) as info:
         track.ffmpeg()
     assert "apt-get install ffmpeg" in info.value.hint

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import re
-import shutil
 import subprocess
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -13,9 +12,9 @@ import numpy as np
 
 from voiceflex.audio.rate import RATE
 from voiceflex.errors import MissingComponentError, UsageError, VoiceflexError
+from voiceflex.export.encoder import FFMPEG_HINT, ffmpeg_path
 
 RATE_16K = 16_000
-FFMPEG_HINT = "install ffmpeg: sudo apt-get install ffmpeg"
 
 # Alignment of a file with the plan, on their first three minutes: envelopes
 # in 5 ms blocks find the lag within +-3 s, then the samples of the loudest
@@ -53,11 +52,7 @@ class Alignment:
 
 def ffmpeg() -> str:
     """The ffmpeg program, or MissingComponentError saying how to install it."""
-    found = shutil.which("ffmpeg")
-    if not found:
-        raise MissingComponentError("ffmpeg is not installed; `voiceflex check` measures and decodes audio with it",
-                                    hint=FFMPEG_HINT)
-    return found
+    return ffmpeg_path("`voiceflex check` measures and decodes audio with it")
 
 
 def write_raw(chunks: Iterable[np.ndarray], path: Path) -> int:

@@ -77,12 +77,11 @@ def levels_for(fmt: str, kbps: int) -> tuple[float, float]:
     return TARGET_LUFS - LAME_LEVEL_DB, MAX_TRUE_PEAK_DBTP - rise - PEAK_SAFETY_DB
 
 
-def ffmpeg_path() -> str:
-    """The ffmpeg program, or MissingComponentError saying how to install it."""
+def ffmpeg_path(needed_for: str = "it encodes MP3 files") -> str:
+    """The ffmpeg program, or MissingComponentError saying what it is for and how to install it."""
     found = shutil.which("ffmpeg")
     if not found:
-        raise MissingComponentError("ffmpeg is not installed; it encodes MP3 files",
-                                    hint=FFMPEG_HINT)
+        raise MissingComponentError(f"ffmpeg is not installed; {needed_for}", hint=FFMPEG_HINT)
     return found
 
 
