@@ -60,12 +60,15 @@ def _private_voice_cache(tmp_path_factory: pytest.TempPathFactory, monkeypatch: 
 
 
 def export_parts(timeline, meta, clips, tones, path, *, split=False, fmt="mp3", bitrate="64k", **kwargs):
-    """Export a hand-made timeline the way `voiceflex export` does: pipeline.render into export.write."""
+    """Export a hand-made timeline the way `voiceflex export` does: a pipeline.Track into export.write."""
     from types import SimpleNamespace
 
     from voiceflex import export, pipeline
 
     planned = pipeline.Plan(SimpleNamespace(tones=tones), timeline, clips)
-    pcm = pipeline.render(planned, fmt=fmt, bitrate=bitrate)
+    track = pipeline.Track(planned, fmt=fmt, bitrate=bitrate)
     write = export.write_split if split else export.write
-    return write(pcm, timeline, meta, path, fmt=fmt, bitrate=bitrate, **kwargs)
+    try:
+        return write(track, timeline, meta, path, fmt=fmt, bitrate=bitrate, **kwargs)
+    finally:
+        track.close()

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 
+import threading
+
 import numpy as np
 import pyloudnorm
 import pytest
@@ -418,7 +420,7 @@ def streamed(tl, clips, **kw):
 def test_memo_gives_the_same_samples(tmp_path, monkeypatch, target, ceiling):
     tl, clips = memo_routine()
     plain = streamed(tl, clips, target_lufs=target, ceiling_dbtp=ceiling)  # every cue shaped once
-    monkeypatch.setattr(levels._Shaper, "KEEP_WITHIN", 3)  # now rebuilt from recipes when spoken again
+    monkeypatch.setattr(levels._Shaper, "KEEP", 3)  # now rebuilt from recipes when spoken again
     np.testing.assert_array_equal(streamed(tl, clips, target_lufs=target, ceiling_dbtp=ceiling), plain)
     # First at another target (the measurements are shared), then twice at this one:
     # measured and planned afresh, then everything from the memo (plan and recipes).
@@ -461,24 +463,48 @@ def test_a_memo_that_does_not_hold_a_plan_is_not_used(tmp_path):
     np.testing.assert_array_equal(streamed(tl, clips, memo_dir=tmp_path), plain)
 
 
-def test_shaper_holds_only_cues_spoken_again_soon():
+def test_shaper_holds_a_bounded_number_of_cues(monkeypatch):
+    monkeypatch.setattr(levels._Shaper, "KEEP", 4)
     tl, clips = memo_routine()
     plan = levels.plan_levels(tl, clips, DEFAULT_TONES, streaming=True)
     shaper = next(iter(plan.clips.values())).shaper
     held = []
     for _ in mixer.render(tl, plan.clips, plan.tones, gain_db=plan.gain_db, chunk_samples=RATE):
-        held.append(len(shaper._done))
+        held.append(shaper.held)
     plan.close()
-    # 12 cues in turn, each spoken again 12 cues later (within KEEP_WITHIN: kept)...
-    assert max(held) <= len(clips)
-    assert held[-1] == 0  # ... and none once the last use was taken
+    assert max(held) == 4 < len(clips)  # 12 cues in turn, each spoken again 12 cues later
+
+
+def test_mixers_reading_one_plan_at_once_get_the_same_samples(monkeypatch):
+    # An export encodes parts of the track in parallel, each part mixed in its
+    # own thread from one level plan; the cue shaper serves them all.
+    monkeypatch.setattr(levels._Shaper, "KEEP", 2)  # most uses rebuilt from their recipes
+    tl, clips = memo_routine()
+    plain = streamed(tl, clips)
+    plan = levels.plan_levels(tl, clips, DEFAULT_TONES, streaming=True)
+    starts = [0, len(plain) // 3, 2 * len(plain) // 3]
+    parts: dict[int, np.ndarray] = {}
+
+    def read(start):
+        chunks = mixer.render(tl, plan.clips, plan.tones, gain_db=plan.gain_db, start_sample=start,
+                              chunk_samples=RATE // 2)
+        parts[start] = np.concatenate(list(chunks))
+
+    threads = [threading.Thread(target=read, args=(s,)) for s in starts]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    plan.close()
+    for start in starts:
+        np.testing.assert_array_equal(parts[start], plain[start:])
 
 
 def test_streaming_turns_down_a_cue_it_cannot_shape_enough(monkeypatch):
     clip = FakeClip(speechlike(2, seed=13, level=0.9))
     tl = timeline([speech(0, clip, "a"), speech(3000, clip, "a")], 6000)
     monkeypatch.setattr(levels, "shape_threshold",
-                        lambda x, budget, target: (x, loudness.true_peak(x), None))
+                        lambda x, budget, target: (x, loudness.true_peak(x), None, target))
     plan = levels.plan_levels(tl, {"a": clip}, DEFAULT_TONES, ceiling_dbtp=-6.0, streaming=True)
     out = np.concatenate(list(mixer.render(tl, plan.clips, plan.tones, gain_db=plan.gain_db)))
     assert loudness.to_db(loudness.true_peak(out)) <= -6.0 + 0.01

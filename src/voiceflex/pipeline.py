@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable, Iterator
@@ -68,35 +69,70 @@ def plan(ref: str, *, engine=None, on_voice_progress: Progress | None = None) ->
     return Plan(routine, timeline, clips)
 
 
+class Track:
+    """A planned routine's samples, levelled for a file format: any span, read by any number of threads.
+
+    Levelled as SPEC 5 asks (-16 LUFS, true peak <= -1 dBTP; MP3 leaves room
+    for what its encoder does to peaks).  The levels are planned on the first
+    read, so an encoder can start up meanwhile; `close` stops the shaping of
+    cues no reader needs any more.
+    """
+
+    def __init__(self, plan: Plan, *, fmt: str = "wav", bitrate: str = "64k"):
+        from voiceflex.audio.mixer import total_samples
+        from voiceflex.export.encoder import check_format, levels_for, parse_bitrate
+
+        fmt = check_format(fmt)
+        self.plan = plan
+        self.total = total_samples(plan.timeline)
+        self._aim = levels_for(fmt, parse_bitrate(bitrate) if fmt == "mp3" else 0)
+        self._levels = None
+        self._lock = threading.Lock()
+
+    def read(self, start: int = 0, stop: int | None = None) -> Iterator[np.ndarray]:
+        """The int16 samples [start, stop) (RATE Hz mono), in chunks."""
+        from voiceflex.audio import mixer
+
+        levels = self._planned()
+        for chunk in mixer.render(self.plan.timeline, levels.clips, levels.tones,
+                                  gain_db=levels.gain_db, start_sample=start, stop_sample=stop):
+            yield mixer.to_pcm16(chunk)
+
+    def close(self) -> None:
+        with self._lock:
+            if self._levels is not None:
+                self._levels.close()
+
+    def _planned(self):
+        from voiceflex.audio.levels import plan_levels
+        from voiceflex.voice.cache import default_cache_dir
+
+        with self._lock:
+            if self._levels is None:
+                # Streaming: the gain is known after one measurement; cues are
+                # shaped on another core, ahead of the mix, while the first
+                # chunks already go out.  The measurement is kept beside the
+                # voice cache: rendering the routine again (export after play,
+                # a second export) starts without it.
+                target, ceiling = self._aim
+                self._levels = plan_levels(self.plan.timeline, self.plan.clips, self.plan.routine.tones,
+                                           target_lufs=target, ceiling_dbtp=ceiling, streaming=True,
+                                           memo_dir=default_cache_dir() / "levels")
+            return self._levels
+
+
 def render(plan: Plan, *, fmt: str = "wav", bitrate: str = "64k",
            start_sample: int = 0) -> Iterator[np.ndarray]:
     """The samples of a planned routine (int16, RATE Hz mono) from `start_sample` to the end.
 
-    Levelled for the file format (SPEC 5: -16 LUFS, true peak <= -1 dBTP;
-    MP3 leaves room for what its encoder does to peaks).  `play` takes the
-    WAV levels: what it sends to the sound card is, sample for sample, what
-    `export --format wav` writes.
+    `play` takes the WAV levels: what it sends to the sound card is, sample
+    for sample, what `export --format wav` writes.
     """
-    from voiceflex.audio import mixer
-    from voiceflex.audio.levels import plan_levels
-    from voiceflex.export.encoder import check_format, levels_for, parse_bitrate
-    from voiceflex.voice.cache import default_cache_dir
-
-    fmt = check_format(fmt)
-    target, ceiling = levels_for(fmt, parse_bitrate(bitrate) if fmt == "mp3" else 0)
-    # Streaming: the gain is known after one measurement; cues are shaped on
-    # the other core, ahead of the mix, while the first chunks already go out.
-    # The measurement is kept beside the voice cache: rendering the routine
-    # again (export after play, a second export) starts without it.
-    levels = plan_levels(plan.timeline, plan.clips, plan.routine.tones, target_lufs=target,
-                         ceiling_dbtp=ceiling, streaming=True,
-                         memo_dir=default_cache_dir() / "levels")
+    track = Track(plan, fmt=fmt, bitrate=bitrate)
     try:
-        for chunk in mixer.render(plan.timeline, levels.clips, levels.tones, gain_db=levels.gain_db,
-                                  start_sample=start_sample):
-            yield mixer.to_pcm16(chunk)
+        yield from track.read(start_sample)
     finally:
-        levels.close()
+        track.close()
 
 
 def export(ref: str, out_dir: Path, *, fmt: str = "mp3", bitrate: str = "64k", split: bool = False,
@@ -110,12 +146,15 @@ def export(ref: str, out_dir: Path, *, fmt: str = "mp3", bitrate: str = "64k", s
         parse_bitrate(bitrate)  # a bad argument is reported before any work
     planned = plan(ref, on_voice_progress=on_voice_progress)
     name = _file_stem(ref)
-    pcm = render(planned, fmt=fmt, bitrate=bitrate)
-    if split:
-        return sink.write_split(pcm, planned.timeline, planned.routine, out_dir / name, fmt=fmt,
-                                bitrate=bitrate, on_progress=on_progress)
-    return sink.write(pcm, planned.timeline, planned.routine, out_dir / f"{name}.{fmt}", fmt=fmt,
-                      bitrate=bitrate, on_progress=on_progress)
+    track = Track(planned, fmt=fmt, bitrate=bitrate)
+    try:
+        if split:
+            return sink.write_split(track, planned.timeline, planned.routine, out_dir / name,
+                                    fmt=fmt, bitrate=bitrate, on_progress=on_progress)
+        return sink.write(track, planned.timeline, planned.routine, out_dir / f"{name}.{fmt}",
+                          fmt=fmt, bitrate=bitrate, on_progress=on_progress)
+    finally:
+        track.close()
 
 
 def _file_stem(ref: str) -> str:

@@ -22,10 +22,11 @@ import pytest
 
 from conftest import export_parts
 
-from voiceflex import export
+from voiceflex import export, pipeline
+from voiceflex.audio.mixer import total_samples
 from voiceflex.audio.rate import RATE
 from voiceflex.errors import EncoderError, Location
-from voiceflex.export import atomic
+from voiceflex.export import atomic, parallel, writer
 from voiceflex.routine.model import DEFAULT_TONES
 from voiceflex.timeline import Chapter, Event, Timeline
 
@@ -312,3 +313,45 @@ except EncoderError as e:
     assert "ffmpeg could not encode" in result.stdout
     assert "SIGXFSZ" in result.stdout or "File too large" in result.stdout
     assert list((tmp_path / "out").iterdir()) == []
+
+
+@pytest.fixture(scope="module")
+def desk_reset(tmp_path_factory):
+    """The built-in desk-reset (4:37) planned with the real engine, in a private voice cache."""
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("VOICEFLEX_CACHE_DIR", str(tmp_path_factory.mktemp("voice-cache")))
+        return pipeline.plan("desk-reset")
+
+
+def test_builtin_routine_encoded_in_parts_is_one_encode_spliced(desk_reset, tmp_path, monkeypatch):
+    """On two cores in two parts, spliced; on one core in one: the same length, level and samples."""
+    plan = desk_reset
+    total = total_samples(plan.timeline)
+    assert len(parallel.plan(plan.timeline, 2)) == 2
+    spliced = []
+    real = parallel.encode
+
+    def encode(track, parts, *args, **kwargs):
+        spliced.append((parts, real(track, parts, *args, **kwargs)))
+        return spliced[-1][1]
+
+    monkeypatch.setattr(parallel, "encode", encode)
+    outs = {}
+    for cores in (2, 1):
+        monkeypatch.setattr(writer, "_cores", lambda cores=cores: cores)
+        track = pipeline.Track(plan, fmt="mp3", bitrate="64k")
+        try:
+            outs[cores] = export.write(track, plan.timeline, plan.routine,
+                                       tmp_path / f"{cores}" / "desk-reset.mp3")
+        finally:
+            track.close()
+        assert sorted(p.name for p in outs[cores].parent.iterdir()) == ["desk-reset.mp3"]
+    ((parts, joined),) = spliced  # two cores only, and the parts were spliced
+    assert joined is True
+    two, one = decode(outs[2]), decode(outs[1])
+    assert len(two) == len(one) == total
+    join = (parts[1].start // 576 + parts[1].first) * 576 - parallel.CODEC_DELAY
+    np.testing.assert_array_equal(two[:join], one[:join])  # LAME is deterministic
+    (loud_two, peak_two), (loud_one, _) = ebur128(outs[2]), ebur128(outs[1])
+    assert abs(loud_two - loud_one) < 0.1
+    assert abs(loud_two + 16.0) <= 0.5 and peak_two <= -1.0

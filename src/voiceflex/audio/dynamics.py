@@ -73,13 +73,14 @@ def shape(x: np.ndarray, max_plr_db: float, loudness_db: float) -> tuple[np.ndar
     its true peak (linear); `x` itself when it already fits.  The result is
     quieter than `x`: level it afterwards.
     """
-    y, peak, _ = shape_threshold(x, max_plr_db, loudness_db)
+    y, peak, _, _ = shape_threshold(x, max_plr_db, loudness_db)
     return y, peak
 
 
 def shape_threshold(x: np.ndarray, max_plr_db: float,
-                    loudness_db: float) -> tuple[np.ndarray, float, float | None]:
-    """As `shape`, and the threshold the result was clipped at (dBFS; None: `x` as it was).
+                    loudness_db: float) -> tuple[np.ndarray, float, float | None, float]:
+    """As `shape`, with the threshold the result was clipped at (dBFS; None: `x` as it was)
+    and the search's estimate of the result's loudness (how close: levels.ESTIMATED_LOSS_DB).
 
     `soft_clip(x, 10 ** (threshold / 20))` gives the result again, exactly,
     without the search.
@@ -87,7 +88,7 @@ def shape_threshold(x: np.ndarray, max_plr_db: float,
     x = np.asarray(x, dtype=np.float32)
     peak = true_peak(x)
     if not len(x) or not np.isfinite(loudness_db) or to_db(peak) - loudness_db <= max_plr_db:
-        return x, peak, None
+        return x, peak, None, loudness_db
     offset = loudness_db - _rough_loudness(x)  # exact minus estimated, for this voice
     # Clipping leaves the waveform short of band-limited: its true peak can be
     # 1.1 dB over its sample peak, beside samples 3 dB under it.  The search
@@ -95,50 +96,52 @@ def shape_threshold(x: np.ndarray, max_plr_db: float,
     # result is then measured in full, and searched again if that missed.
     aim = max_plr_db
     for _ in range(3):
-        y, estimate, threshold = _search(x, aim, loudness_db, offset)
+        y, estimate, threshold, level = _search(x, aim, loudness_db, offset)
         p = true_peak(y)
         missed = to_db(p) - to_db(estimate)
         if missed <= 0.01:
             break
         aim -= missed
-    return y, p, threshold
+    return y, p, threshold, level
 
 
 def _search(x: np.ndarray, max_plr_db: float, loudness_db: float,
-            offset: float) -> tuple[np.ndarray, float, float]:
+            offset: float) -> tuple[np.ndarray, float, float, float]:
     """The soft-clip threshold that meets the budget, by an estimate of the true peak.
 
-    Returns the clipped signal, its estimated true peak, and the threshold (dBFS).
+    Returns the clipped signal, its estimated true peak, the threshold (dBFS),
+    and its estimated loudness.
     """
 
-    def excess(threshold_db: float) -> tuple[float, np.ndarray, float]:
+    def excess(threshold_db: float) -> tuple[float, tuple[np.ndarray, float, float, float]]:
         y = soft_clip(x, 10.0 ** (threshold_db / 20.0))
         p = true_peak(y, floor=0.84 * float(np.abs(y).max()))
-        return to_db(p) - (_rough_loudness(y) + offset) - max_plr_db, y, p
+        level = _rough_loudness(y) + offset
+        return to_db(p) - level - max_plr_db, (y, p, threshold_db, level)
 
     # f(t) = excess falls as the threshold t falls.  Bracket the root from the
     # naive threshold (loudness + budget), then regula falsi (Illinois).
     high_t = loudness_db + max_plr_db
-    high_f, y, p = excess(high_t)
+    high_f, found = excess(high_t)
     if high_f <= 0:
-        return y, p, high_t
+        return found
     # On espeak cues the clipper loses ~0.5 dB of loudness per dB of
     # threshold, so the excess moves ~0.5 dB per dB: aim there.
     low_t = high_t - 2.0 * high_f - 0.05
-    low_f, y_low, p_low = excess(low_t)
+    low_f, low = excess(low_t)
     while low_f > 0:  # not low enough yet
         high_t, high_f = low_t, low_f
         low_t -= 2.0 * low_f + 0.3
-        low_f, y_low, p_low = excess(low_t)
-    best, best_f = (y_low, p_low, low_t), low_f
+        low_f, low = excess(low_t)
+    best, best_f = low, low_f
     side = 0  # Illinois: halve the stale end's value when the same end moves twice
     for _ in range(20):
         if best_f >= -PLR_TOLERANCE_DB:
             break
         t = low_t - low_f * (high_t - low_t) / (high_f - low_f)
-        f, y, p = excess(t)
+        f, found = excess(t)
         if 0 < f <= PLR_OVER_DB:
-            return y, p, t
+            return found
         if f > 0:
             high_t, high_f = t, f
             if side == +1:
@@ -146,7 +149,7 @@ def _search(x: np.ndarray, max_plr_db: float, loudness_db: float,
             side = +1
         else:
             low_t, low_f = t, f
-            best, best_f = (y, p, t), f
+            best, best_f = found, f
             if side == -1:
                 high_f /= 2.0
             side = -1

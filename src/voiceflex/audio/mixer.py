@@ -30,11 +30,21 @@ class Placement(NamedTuple):
     data: Any  # float32 or int16 samples (`scale` maps them to [-1, 1]), or a Deferred
     scale: np.float32
 
+    @property
+    def end(self) -> int:
+        return self.start + len(self.data)
+
 
 class Deferred(Protocol):
-    """A clip that is made ready on demand: `resolve()` returns (samples, scale)."""
+    """A clip that is made ready on demand: `resolve()` returns (samples, scale).
+
+    Its length in samples (`len()`) is known before: a mix that starts later
+    in the track passes over it without making it.
+    """
 
     def resolve(self) -> tuple[np.ndarray, np.float32]: ...
+
+    def __len__(self) -> int: ...
 
 
 def total_samples(timeline: Timeline) -> int:
@@ -50,6 +60,7 @@ def render(
     gain_db: float = 0.0,
     chunk_samples: int = CHUNK_SAMPLES,
     start_sample: int = 0,
+    stop_sample: int | None = None,
 ) -> Iterator[np.ndarray]:
     """The track of `timeline` as float32 chunks of `chunk_samples` (the last one shorter).
 
@@ -59,10 +70,14 @@ def render(
     clip may also be a Deferred, resolved when the mix first reaches it.
     `tones` maps tone names to their specs.  `gain_db` applies to the whole mix.
     The chunks add up to exactly round(duration_ms * 22050 / 1000) samples,
-    less `start_sample` when playback starts further in.
+    or to the samples [start_sample, stop_sample) of them.  Every sample is
+    the same wherever the chunks start.
     """
-    return mix(placements(timeline, clips, tones), total_samples(timeline),
-               gain_db=gain_db, chunk_samples=chunk_samples, start_sample=start_sample)
+    stop = total_samples(timeline)
+    if stop_sample is not None:
+        stop = min(stop, stop_sample)
+    return mix(placements(timeline, clips, tones), stop, gain_db=gain_db,
+               chunk_samples=chunk_samples, start_sample=start_sample)
 
 
 def placements(
@@ -97,7 +112,7 @@ def placements(
                 continue
             data = _Tone(tones[event.name], length)
             scale = np.float32(1.0)
-        if hasattr(data, "resolve") or len(data):
+        if len(data):
             placed.append(Placement(start, data, scale))
     placed.sort(key=lambda p: p.start)
     return placed
@@ -111,6 +126,9 @@ class _Tone(NamedTuple):
 
     def resolve(self) -> tuple[np.ndarray, np.float32]:
         return synth(self.spec, self.length), np.float32(1.0)
+
+    def __len__(self) -> int:
+        return self.length
 
 
 def source_of(clip: Any) -> tuple[np.ndarray, np.float32]:
@@ -141,12 +159,15 @@ def mix(
     """Sum `placed` (sorted by start) into float32 chunks covering samples [start_sample, total).
 
     Each chunk is a fresh zeroed buffer to which only the placements that touch
-    it add their overlapping slice; nothing ever holds the whole track.
+    it add their overlapping slice, always in the same order: nothing ever
+    holds the whole track, and where no placement sounds the chunk is exactly
+    zero (export/parallel.py cuts the track there).
     """
     if chunk_samples <= 0:
         raise ValueError("chunk_samples must be positive")
     gain = 10.0 ** (gain_db / 20.0)
-    pending = iter(placed)
+    # Sounds over before the first chunk are passed over, never resolved.
+    pending = (p for p in placed if p.end > start_sample)
     upcoming = next(pending, None)
     active: list[tuple[int, int, np.ndarray, np.float32]] = []  # (start, end, data, scale)
     for c0 in range(max(start_sample, 0), total, chunk_samples):

@@ -1,7 +1,9 @@
 """Exporting a routine for phones: MP3 (or WAV) files with tags, chapters and cover art.
 
-    write(timeline, routine, clips, tones, path, fmt="mp3", bitrate="64k", on_progress=None) -> Path
-    write_split(timeline, routine, clips, tones, folder, ...) -> Path   # the .m3u8 playlist
+    write(track, timeline, routine, path, fmt="mp3", bitrate="64k", on_progress=None) -> Path
+    write_split(track, timeline, routine, folder, ...) -> Path   # the .m3u8 playlist
+
+`track` is a pipeline.Track: the routine's samples, levelled for the format.
 """
 
 from voiceflex.export.names import slug

@@ -16,8 +16,10 @@ from voiceflex.audio.rate import ms_to_samples
 from voiceflex.errors import EncoderError
 from voiceflex.export.atomic import prepare_folder, staged
 from voiceflex.export.cover import cover_png
+from voiceflex.export import parallel
 from voiceflex.export.encoder import Sink, check_format, open_sink, parse_bitrate
 from voiceflex.export.names import chapter_file_name, playlist_title
+from voiceflex.export.parallel import Source
 from voiceflex.export.tags import ALBUM, DEFAULT_ARTIST, Tags, write_tags
 from voiceflex.timeline import Chapter, Timeline
 
@@ -33,7 +35,7 @@ class RoutineMeta(Protocol):
 
 
 def write(
-    pcm: Iterable[np.ndarray],
+    track: Source,
     timeline: Timeline,
     routine: RoutineMeta,
     path: Path,
@@ -42,12 +44,12 @@ def write(
     bitrate: str = "64k",
     on_progress: Progress | None = None,
 ) -> Path:
-    """Write the track `pcm` of `timeline` into `path` (MP3 with tags and chapters, or WAV); returns `path`.
+    """Write `track`, the samples of `timeline`, into `path` (MP3 with tags and chapters, or WAV); returns `path`.
 
-    `pcm` yields the track's int16 samples at 22050 Hz in chunks
-    (pipeline.render, levelled for `fmt`); it is consumed only once the
-    encoder is running, so the encoder starts up while the levels are planned.
-    The file appears under
+    `track` (a pipeline.Track, levelled for `fmt`) is read only once the
+    encoders are running, so they start up while the levels are planned.  A
+    long MP3 is encoded in parts on all cores (parallel.py).  The file
+    appears under
     `path` only once complete: on any failure (EncoderError,
     MissingComponentError, KeyboardInterrupt...) the previous file of that
     name is untouched and nothing else is left behind.  `on_progress(done,
@@ -58,10 +60,13 @@ def write(
     path = Path(path)
     prepare_folder(path.parent)
     cover = _Cover(routine.title) if fmt == "mp3" else None
+    total = total_samples(timeline)
+    parts = parallel.plan(timeline, _cores()) if fmt == "mp3" else []
     with staged() as staging:
         temp = staging.path_for(path)
-        segments = _Segments([temp], [(0, total_samples(timeline))], fmt, kbps)
-        _encode(pcm, total_samples(timeline), segments, on_progress, cover)
+        if not (parts and parallel.encode(track, parts, temp, kbps, on_progress, cover.start)):
+            _encode(track.read(0, total), total, _Segments([temp], [(0, total)], fmt, kbps),
+                    on_progress, cover)
         if fmt == "mp3":
             write_tags(temp, Tags(
                 title=routine.title, artist=routine.author or DEFAULT_ARTIST, album=ALBUM,
@@ -71,7 +76,7 @@ def write(
 
 
 def write_split(
-    pcm: Iterable[np.ndarray],
+    track: Source,
     timeline: Timeline,
     routine: RoutineMeta,
     folder: Path,
@@ -102,7 +107,8 @@ def write_split(
         temps = [staging.path_for(folder / name) for name in names]
         spans = [(ms_to_samples(c.start_ms), ms_to_samples(c.end_ms)) for c in chapters]
         spans[-1] = (spans[-1][0], total_samples(timeline))
-        _encode(pcm, total_samples(timeline), _Segments(temps, spans, fmt, kbps), on_progress, cover)
+        total = total_samples(timeline)
+        _encode(track.read(0, total), total, _Segments(temps, spans, fmt, kbps), on_progress, cover)
         if fmt == "mp3":
             png = cover.png()
             for i, (temp, chapter) in enumerate(zip(temps, chapters, strict=True)):
@@ -118,6 +124,14 @@ def write_split(
 
 
 # --- rendering into sinks ------------------------------------------------------
+
+
+def _cores() -> int:
+    """The CPUs this process may run on."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1
 
 
 def _encode(pcm: Iterable[np.ndarray], total: int, segments: _Segments,

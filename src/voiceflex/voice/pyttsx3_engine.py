@@ -17,7 +17,7 @@ import numpy as np
 from voiceflex.errors import MissingComponentError
 from voiceflex.voice.cache import default_cache_dir
 from voiceflex.voice.engine import Clip, VoiceInfo, trim_silence
-from voiceflex.voice.workers import CUE_TIMEOUT, WorkerPool
+from voiceflex.voice.workers import CUE_TIMEOUT, WorkerPool, default_workers
 
 # Lives in a module of its own so that worker processes import nothing else.
 BACKEND = "voiceflex.voice.pyttsx3_backend:Pyttsx3Backend"
@@ -106,11 +106,13 @@ class Pyttsx3Engine:
                 version, voices = json.loads(memo.read_text())
             except (OSError, ValueError):
                 # No memo: most likely an empty cache, whose cues are rendered
-                # next.  The worker that answers is kept for that (its start-up
-                # is a third of a cold `play`'s wait), and stopped when this
-                # engine goes if nothing was rendered.
-                pool = WorkerPool(BACKEND, timeout=self.timeout)
+                # next.  The workers synthesize() will use start now, side by
+                # side, and the first to be up answers; they are kept for the
+                # cues (a worker's start-up is a third of a cold `play`'s
+                # wait), and stopped when this engine goes if nothing was rendered.
+                pool = WorkerPool(BACKEND, workers=default_workers(), timeout=self.timeout)
                 try:
+                    pool.start()
                     version, voices = pool.call("info")
                 except BaseException:
                     pool.close()

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable, Iterable
 
 from voiceflex.errors import EngineError, UsageError
@@ -11,6 +10,7 @@ from voiceflex.voice.cache import VoiceCache
 from voiceflex.voice.engine import Clip, Engine, VoiceInfo, resolve_voice
 from voiceflex.voice.espeak_cli import EspeakCliEngine
 from voiceflex.voice.pyttsx3_engine import Pyttsx3Engine
+from voiceflex.voice.workers import default_workers
 
 ENGINES: dict[str, Callable[[], Engine]] = {
     Pyttsx3Engine.name: Pyttsx3Engine,
@@ -66,7 +66,7 @@ def synthesize(
     if not distinct:
         return {}
     if workers is None:
-        workers = min(2, os.cpu_count() or 1)
+        workers = default_workers()
     if workers < 1:
         raise ValueError("workers must be at least 1")
     engine = engine if engine is not None else get_engine(settings)

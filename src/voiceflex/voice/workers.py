@@ -45,6 +45,11 @@ _BOOTSTRAP = (
 )
 
 
+def default_workers() -> int:
+    """How many workers render cues: one per core, at most two (measured: a third adds nothing)."""
+    return min(2, os.cpu_count() or 1)
+
+
 class _Worker:
     """One worker process and the parent's end of its connection."""
 
@@ -133,6 +138,11 @@ class WorkerPool:
         while self._live:
             self._live.pop().stop()
         shutil.rmtree(self._workdir, ignore_errors=True)
+
+    def start(self) -> None:
+        """Start all `workers` now, side by side, instead of each when first needed."""
+        while len(self._live) < self.workers:
+            self._start()
 
     def call(self, method: str, *args: Any) -> Any:
         """`method(*args)` on the backend in one worker (a restarted one if the first fails)."""

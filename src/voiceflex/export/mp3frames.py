@@ -1,0 +1,295 @@
+"""LAME's MP3 frames: walk them, and splice parts encoded apart into the stream one LAME makes.
+
+An export is encoded in parts, one LAME per core (export/parallel.py).  Each
+part is a file as ffmpeg writes it: an Info frame (Xing/LAME header: frame
+count, encoder delay and padding, CRCs), then constant-bitrate audio frames.
+A part that starts at a multiple of 576 samples of the track (one MPEG-2
+layer III frame) lays its frames on the same grid as an encode of the whole
+track.  Where the track is digitally silent, LAME's frames carry no audio
+data (part2_3_length 0), the decoder's overlap and filterbank state are zero
+on both sides, and a frame that does carry data takes its bit reservoir only
+from frames of its own part: the frames join with no seam, and the spliced
+stream decodes to what each part encoded, sample for sample.  `splice` checks
+all of this on the frames themselves and raises SpliceError, never writes a
+doubtful join.
+
+The Info frame of the result is the first part's, with the frame count, byte
+count, table of contents, end padding (the last part's: its input ends where
+the track does, on the same grid), music length and both CRCs made for the
+whole stream.  Its music CRC (CRC-16 of every audio frame) is derived from
+the CRCs ffmpeg wrote for each part, without reading the parts again.
+"""
+
+from __future__ import annotations
+
+import os
+from array import array
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import BinaryIO
+
+SAMPLES_PER_FRAME = 576  # MPEG-2 layer III: one granule of 576 samples per frame
+SAMPLE_RATE = 22050
+# MPEG-2 layer III bitrates by header index, kbit/s.
+_KBPS = (0, 8, 16, 24, 32, 40, 48, 56, 64, 80, 96, 112, 128, 144, 160)
+_SIDE_INFO = 9  # bytes, MPEG-2 mono
+_TAG = 4 + _SIDE_INFO  # where "Info" starts in the Info frame
+_LAME = _TAG + 120  # where the LAME extension starts (after flags, counts, TOC, quality)
+_RESERVOIR_MAX = 255  # main_data_begin is 8 bits in MPEG-2
+_BLOCK = 1 << 20
+
+
+class SpliceError(Exception):
+    """The parts cannot be joined without a seam (or are not the MP3s this module knows)."""
+
+
+@dataclass(frozen=True)
+class Info:
+    """What a part's Info frame says."""
+
+    size: int  # bytes of the Info frame itself
+    frames: int  # audio frames after it
+    delay: int  # encoder delay, samples
+    padding: int  # samples added after the end
+    music_crc: int  # CRC-16 of the audio frames
+
+
+def read_info(path: Path) -> Info:
+    with open(path, "rb") as f:
+        head = f.read(4)
+        if len(head) < 4:
+            raise SpliceError(f"{path.name} is not an MP3 stream")
+        frame = head + f.read(_frame_size(head, 0) - 4)
+    if frame[_TAG:_TAG + 4] not in (b"Info", b"Xing") or frame[_TAG + 7] & 0x0F != 0x0F:
+        raise SpliceError(f"{path.name} has no Info frame with counts and a table of contents")
+    if frame[_LAME:_LAME + 4] not in (b"LAME", b"Lavf", b"Lavc"):
+        raise SpliceError(f"{path.name} has no LAME tag (its encoder delay would be lost)")
+    pads = int.from_bytes(frame[_LAME + 21:_LAME + 24], "big")
+    return Info(len(frame), int.from_bytes(frame[_TAG + 8:_TAG + 12], "big"), pads >> 12,
+                pads & 0xFFF, int.from_bytes(frame[_LAME + 32:_LAME + 34], "big"))
+
+
+@dataclass(frozen=True)
+class Part:
+    """One part's file and the audio frames of it that go into the stream: [first, stop)."""
+
+    path: Path
+    first: int
+    stop: int | None  # None: to its end
+
+
+def splice(parts: Sequence[Part]) -> None:
+    """Make the first part's file the whole stream: every part's kept frames, in order.
+
+    The other parts' files are left for the caller to remove.  Raises
+    SpliceError, before changing any file, if a join is not in silence.
+    """
+    if not parts or parts[0].first != 0 or any(p.stop is None for p in parts[:-1]):
+        raise SpliceError("the parts must cover the track from its first frame to its last")
+    infos = [read_info(p.path) for p in parts]
+    if any(info.delay != infos[0].delay for info in infos):
+        raise SpliceError("the parts were encoded with different encoder delays")
+    spans, crcs, frames = [], [], 0
+    for part, info in zip(parts, infos, strict=True):
+        stop = info.frames if part.stop is None else part.stop
+        if not 0 <= part.first < stop <= info.frames:
+            raise SpliceError(f"{part.path.name} has {info.frames} frames, not [{part.first}, {stop})")
+        offsets = _offsets(part.path, info.size, stop)
+        end = os.path.getsize(part.path)
+        if offsets[-1] > end or (part.stop is None and offsets[-1] != end):
+            raise SpliceError(f"{part.path.name} does not end after its {info.frames} frames")
+        spans.append((offsets[part.first], offsets[stop]))
+        crcs.append(_kept_crc(part.path, info.music_crc, info.size, spans[-1], end))
+        frames += stop - part.first
+        # Two frames each side of a join (a stream's decoder starts from silence).
+        if part.first:
+            _check_start(part.path, offsets[max(part.first - 2, 0)], offsets[part.first])
+        if part.stop is not None:
+            _check_silent(part.path, offsets[max(stop - 2, 0)], offsets[stop])
+
+    music = sum(b - a for a, b in spans)
+    crc = 0
+    for (a, b), kept in zip(spans, crcs, strict=True):
+        crc = _advance(crc, b - a) ^ kept
+    with open(parts[0].path, "rb") as f:
+        frame = bytearray(f.read(infos[0].size))
+    size = infos[0].size + music
+    frame[_TAG:_TAG + 4] = b"Info"
+    frame[_TAG + 8:_TAG + 12] = frames.to_bytes(4, "big")
+    frame[_TAG + 12:_TAG + 16] = size.to_bytes(4, "big")
+    # Constant bitrate: bytes grow with time, so the seek table is a straight line.
+    frame[_TAG + 16:_TAG + 116] = bytes(256 * i // 100 for i in range(100))
+    pads = infos[0].delay << 12 | infos[-1].padding
+    frame[_LAME + 21:_LAME + 24] = pads.to_bytes(3, "big")
+    frame[_LAME + 28:_LAME + 32] = size.to_bytes(4, "big")
+    frame[_LAME + 32:_LAME + 34] = crc.to_bytes(2, "big")
+    # LAME's tag CRC covers the frame up to itself (what ffmpeg's reader checks).
+    frame[_LAME + 34:_LAME + 36] = crc16(frame[:_LAME + 34]).to_bytes(2, "big")
+
+    with open(parts[0].path, "r+b") as out:
+        out.truncate(spans[0][1])
+        out.seek(0, os.SEEK_END)
+        for part, (a, b) in zip(parts[1:], spans[1:]):
+            with open(part.path, "rb") as src:
+                src.seek(a)
+                _copy(src, out, b - a)
+        out.seek(0)
+        out.write(frame)
+
+
+# --- frames -------------------------------------------------------------------------------
+
+
+def _frame_size(data: bytes | memoryview, at: int) -> int:
+    """The size of the MPEG-2 layer III, 22.05 kHz, mono frame whose header is data[at:at+4]."""
+    if len(data) < at + 4:
+        raise SpliceError("a frame is cut short")
+    b1, b2, b3 = data[at + 1], data[at + 2], data[at + 3]
+    # sync, MPEG-2, layer III, no CRC; 22.05 kHz; mono
+    if data[at] != 0xFF or b1 != 0xF3 or (b2 >> 2) & 3 != 0 or b3 >> 6 != 3:
+        raise SpliceError(f"not a 22.05 kHz mono MPEG-2 layer III frame at byte {at}")
+    kbps = _KBPS[b2 >> 4] if b2 >> 4 < len(_KBPS) else 0
+    if not kbps:
+        raise SpliceError(f"a frame with no bitrate at byte {at}")
+    return 72_000 * kbps // SAMPLE_RATE + ((b2 >> 1) & 1)
+
+
+def _offsets(path: Path, start: int, count: int) -> array:
+    """Byte offsets of the first `count` frames from `start`, and of the byte after them."""
+    offsets = array("q")
+    with open(path, "rb") as f:
+        block, base, at = b"", start, 0  # `at` indexes `block`, which begins at file offset `base`
+        while len(offsets) < count:
+            if at + 4 > len(block):  # read on from the next frame's header
+                base, at = base + at, 0
+                f.seek(base)
+                block = f.read(_BLOCK)
+                if len(block) < 4:
+                    raise SpliceError(f"{path.name} ends after {len(offsets)} of {count} frames")
+            offsets.append(base + at)
+            at += _frame_size(block, at)
+        offsets.append(base + at)
+    return offsets
+
+
+def _frames(data: bytes) -> list[bytes]:
+    """`data`, whole consecutive frames, cut into them."""
+    frames, at = [], 0
+    while at < len(data):
+        size = _frame_size(data, at)
+        frames.append(data[at:at + size])
+        at += size
+    return frames
+
+
+def _side(frame: bytes) -> tuple[int, int]:
+    """(main_data_begin, part2_3_length) of an MPEG-2 mono frame's granule."""
+    bits = int.from_bytes(frame[4:8], "big")
+    return bits >> 24, (bits >> 11) & 0xFFF
+
+
+def _read(path: Path, begin: int, end: int) -> bytes:
+    with open(path, "rb") as f:
+        f.seek(begin)
+        return f.read(end - begin)
+
+
+def _check_silent(path: Path, begin: int, end: int) -> None:
+    """The frames in [begin, end) carry no audio data (their granules decode to zeros)."""
+    if any(_side(frame)[1] for frame in _frames(_read(path, begin, end))):
+        raise SpliceError(f"{path.name}: the frames at a join carry sound")
+
+
+def _check_start(path: Path, before: int, first: int) -> None:
+    """A part's frames from `first` can follow another part's (frames [before, first) dropped)."""
+    # Silent before the join: the decoder's overlap and filterbank state are
+    # zero there, in this part's own decoding as in the spliced one.
+    _check_silent(path, before, first)
+    # The bit reservoir: a frame's main data may begin up to 255 bytes back,
+    # in the frames before it; only this part's kept frames may be there.
+    data = _read(path, first, first + 16 * 1024)
+    room, at = 0, 0
+    while room < _RESERVOIR_MAX and at + 8 <= len(data):
+        back, length = _side(data[at:at + 8])
+        if length and back > room:
+            raise SpliceError(f"{path.name}: a frame takes its bit reservoir from before the join")
+        size = _frame_size(data, at)
+        room += size - 4 - _SIDE_INFO
+        at += size
+
+
+def _copy(src: BinaryIO, dst: BinaryIO, length: int) -> None:
+    while length > 0:
+        block = src.read(min(length, _BLOCK))
+        if not block:
+            raise SpliceError("a part ended early")
+        dst.write(block)
+        length -= len(block)
+
+
+# --- CRC-16 (ARC: polynomial 0x8005 reflected, initial 0), as the LAME tag has it --------
+
+
+def _table() -> list[int]:
+    table = []
+    for byte in range(256):
+        crc = byte
+        for _ in range(8):
+            crc = (crc >> 1) ^ 0xA001 if crc & 1 else crc >> 1
+        table.append(crc)
+    return table
+
+
+_CRC = _table()
+# Each table entry's high byte is different: it names the entry (for stepping back).
+_BY_HIGH = {entry >> 8: byte for byte, entry in enumerate(_CRC)}
+
+
+def crc16(data: bytes, crc: int = 0) -> int:
+    for byte in data:
+        crc = (crc >> 8) ^ _CRC[(crc ^ byte) & 0xFF]
+    return crc
+
+
+def _advance(crc: int, count: int) -> int:
+    """The CRC after `count` more zero bytes: crc(X + Y) == _advance(crc(X), len(Y)) ^ crc(Y).
+
+    Zero bytes act on the register linearly, so this is a 16x16 bit matrix
+    raised to the power `count` by squaring: a few thousand steps for any length.
+    """
+    step = [_CRC[(1 << bit) & 0xFF] ^ ((1 << bit) >> 8) for bit in range(16)]  # one zero byte
+    while count:
+        if count & 1:
+            crc = _apply(step, crc)
+        step = [_apply(step, column) for column in step]
+        count >>= 1
+    return crc
+
+
+def _apply(matrix: list[int], vector: int) -> int:
+    out = 0
+    for bit in range(16):
+        if vector >> bit & 1:
+            out ^= matrix[bit]
+    return out
+
+
+def _retreat(crc: int, count: int) -> int:
+    """The CRC `count` zero bytes earlier (undoes _advance), one byte at a time."""
+    for _ in range(count):
+        byte = _BY_HIGH[crc >> 8]
+        crc = ((crc ^ _CRC[byte]) << 8 | byte) & 0xFFFF
+    return crc
+
+
+def _kept_crc(path: Path, whole: int, begin: int, kept: tuple[int, int], end: int) -> int:
+    """CRC-16 of the bytes `kept` = [first, stop) of a part whose audio [begin, end) has CRC `whole`.
+
+    With head = [begin, first), kept = [first, stop), tail = [stop, end):
+    crc(whole) = adv(crc(head), |kept| + |tail|) ^ adv(crc(kept), |tail|) ^ crc(tail),
+    and head and tail are a few frames each, read here.
+    """
+    first, stop = kept
+    head, tail = _read(path, begin, first), _read(path, stop, end)
+    return _retreat(whole ^ crc16(tail), len(tail)) ^ _advance(crc16(head), stop - first)

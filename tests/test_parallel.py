@@ -1,0 +1,613 @@
+"""export/parallel.py: where a long MP3 is cut into parts, and exports encoded in parts at once.
+
+The splice itself (mp3frames) has its own tests (test_mp3frames.py); these
+check the plan of the parts on hand-made timelines, and whole exports
+through export.write with `writer._cores` forced, against the one-part
+encode (LAME is deterministic: both decode alike up to the first join).
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import shutil
+import subprocess
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from voiceflex import export, pipeline
+from voiceflex.audio.mixer import total_samples
+from voiceflex.audio.rate import RATE, ms_to_samples
+from voiceflex.errors import EncoderError, Location
+from voiceflex.export import parallel, writer
+from voiceflex.export.parallel import EDGE, MARGIN, MAX_PARTS, MIN_PART, SILENCE
+from voiceflex.routine.model import DEFAULT_TONES
+from voiceflex.timeline import Chapter, Event, Timeline
+
+needs_ffmpeg = pytest.mark.skipif(not (shutil.which("ffmpeg") and shutil.which("ffprobe")),
+                                  reason="needs ffmpeg and ffprobe")
+
+HERE = Location("parallel.yaml", 1, 1)
+# Facts of the format, stated here apart from the module's constants: an MPEG-2
+# layer III frame holds 576 samples; LAME delays its output by 576 samples and
+# the decoder by 529, so frame f decodes to track samples from 576 f - 1105 on.
+FRAME = 576
+CODEC_DELAY = 576 + 529
+
+
+@dataclass
+class FakeClip:
+    samples: np.ndarray
+    rate: int = RATE
+
+
+@dataclass
+class Meta:
+    title: str = "Three minutes of cues"
+    description: str | None = "Cues, tones and the silences between them."
+    author: str | None = "Test Author"
+
+
+def test_the_module_puts_frames_where_the_format_does():
+    assert (parallel.FRAME, parallel.CODEC_DELAY) == (FRAME, CODEC_DELAY)
+
+
+# --- hand-made timelines ---------------------------------------------------------------------
+
+
+def tones_at(spans_ms, duration_ms: int, title: str = "t") -> Timeline:
+    """A timeline of "start" tones over the given (start_ms, end_ms) spans (overlaps allowed)."""
+    events = tuple(Event("tone", a, b, 0, HERE, name="start", freq_hz=880.0)
+                   for a, b in sorted(spans_ms))
+    return Timeline(title, duration_ms, (Chapter(title, 0, duration_ms),), events)
+
+
+def steady(duration_ms: int, *, every_ms: int, gap_ms: int, first_ms: int = 0):
+    """Sound for (every_ms - gap_ms), then gap_ms of silence, again and again to the end."""
+    return [(t, min(t + every_ms - gap_ms, duration_ms))
+            for t in range(first_ms, duration_ms, every_ms)]
+
+
+def three_minutes() -> tuple[Timeline, dict[str, FakeClip]]:
+    """~3 minutes: noisy speech-like cues, beeps and breathing glides, gaps of 0.45-0.85 s and 0.7 s.
+
+    Some gaps are too short to cut in, some long enough; six chapters.
+    """
+    rng = np.random.default_rng(0)
+    clips: dict[str, FakeClip] = {}
+    events, chapters, t, i, chapter_start = [], [], 0, 0, 0
+    while t < 175_000:
+        text = f"cue {i % 7}"
+        if text not in clips:
+            n = int((0.6 + 0.2 * (i % 7)) * RATE)
+            voice = (rng.standard_normal(n) * 3000 + 1000 * np.sin(np.arange(n) * 2 * np.pi * 300 / RATE))
+            clips[text] = FakeClip((voice * np.hanning(n)).astype(np.int16))
+        ms = round(len(clips[text].samples) * 1000 / RATE)
+        events.append(Event("speech", t, t + ms, len(chapters), HERE, text=text))
+        t += ms + 200
+        events.append(Event("tone", t, t + 180, len(chapters), HERE, name="start", freq_hz=880.0))
+        t += 180 + 450 + 100 * (i % 5)
+        if i % 9 == 8:
+            events.append(Event("tone", t, t + 4000, len(chapters), HERE, name="inhale",
+                                freq_hz=(300.0, 600.0)))
+            t += 4000 + 700
+        if t - chapter_start > 30_000:
+            chapters.append(Chapter(f"Chapter {len(chapters) + 1}", chapter_start, t))
+            chapter_start = t
+        i += 1
+    duration = t + 1000
+    chapters.append(Chapter(f"Chapter {len(chapters) + 1}", chapter_start, duration))
+    return Timeline("Three minutes of cues", duration, tuple(chapters), tuple(events)), clips
+
+
+# --- what a good plan is ---------------------------------------------------------------------
+
+
+def sounding(timeline: Timeline) -> list[tuple[int, int]]:
+    """Where each event sounds, in samples, widened by EDGE each side."""
+    return [(ms_to_samples(e.start_ms) - EDGE, ms_to_samples(e.end_ms) + EDGE) for e in timeline.events]
+
+
+def quiet(timeline: Timeline, a: int, b: int) -> bool:
+    """No event sounds within EDGE of the samples [a, b)."""
+    return all(end <= a or start >= b for start, end in sounding(timeline))
+
+
+def silence_around(timeline: Timeline, a: int, b: int) -> tuple[int, int]:
+    """The whole stretch of silence holding [a, b) (quiet), EDGE clear of sound."""
+    spans = sounding(timeline)
+    return (max([end for _, end in spans if end <= a], default=0),
+            min([start for start, _ in spans if start >= b], default=total_samples(timeline)))
+
+
+def joins_of(parts) -> list[int]:
+    """The frames (on the whole track's grid) where each part after the first takes over."""
+    return [after.start // FRAME + after.first for after in parts[1:]]
+
+
+def check_plan(timeline: Timeline, parts, cores: int) -> None:
+    total = total_samples(timeline)
+    assert 2 <= len(parts) <= min(cores, MAX_PARTS)
+    # The parts cover the track in order, kept frames end to end.
+    assert parts[0].start == 0 and parts[0].first == 0
+    assert parts[-1].stop == total and parts[-1].last is None
+    assert all(p.last is not None for p in parts[:-1])
+    for p in parts:
+        assert p.start % FRAME == 0  # on the grid of one encode of the whole track
+        assert 0 <= p.start < p.stop <= total
+        assert p.last is None or p.first < p.last
+    joins = joins_of(parts)
+    assert joins == sorted(set(joins))
+    for before, after, join in zip(parts, parts[1:], joins):
+        assert before.start // FRAME + before.last == join  # no frame lost, none twice
+        at = join * FRAME - CODEC_DELAY  # the track sample the join decodes at
+        # Both parts encode MARGIN of silence past the join.
+        assert before.stop >= at + MARGIN
+        assert after.start <= at - MARGIN
+        assert quiet(timeline, after.start, before.stop), (after.start, before.stop)
+        lo, hi = silence_around(timeline, after.start, before.stop)
+        assert hi - lo >= SILENCE, (lo, hi)
+    for a, b in zip(joins, joins[1:]):
+        assert (b - a) * FRAME >= MIN_PART  # no part between two joins under a minute
+
+
+# --- plan ------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("cores", [2, 3, 4, 16])
+def test_plan_cuts_a_three_minute_track_in_its_silences(cores):
+    timeline, _ = three_minutes()
+    parts = parallel.plan(timeline, cores)
+    check_plan(timeline, parts, cores)
+    total = total_samples(timeline)
+    # Three minutes hold two parts of at least a minute (MIN_PART) and no more.
+    assert len(parts) == min(cores, total // MIN_PART, MAX_PARTS) == 2
+    assert abs(joins_of(parts)[0] * FRAME - total / 2) <= total / 8  # near the middle
+
+
+@pytest.mark.parametrize("cores", [2, 3, 4])
+def test_plan_on_more_cores_falls_back_to_fewer_parts(cores):
+    # Three minutes (room for three parts) with one long silence, at the
+    # middle: three parts cannot end near silences, two can.
+    timeline = tones_at([(0, 89_000), (91_000, 180_000)], 180_000)
+    parts = parallel.plan(timeline, cores)
+    check_plan(timeline, parts, cores)
+    assert len(parts) == 2
+
+
+def test_plan_takes_the_long_enough_silence_nearest_the_middle():
+    duration = 180_000
+    spans = [(0, 80_000), (80_700, 86_000),  # a 0.7 s gap at 44.6%: long enough
+             (86_000, 89_610), (90_000, 92_000),  # a 0.39 s gap at the middle: too short
+             (92_000, 93_500), (96_500, duration)]  # a 3 s gap at 52.5%: nearer than the first
+    timeline = tones_at(spans, duration)
+    parts = parallel.plan(timeline, 2)
+    check_plan(timeline, parts, 2)
+    at = joins_of(parts)[0] * FRAME - CODEC_DELAY
+    assert ms_to_samples(93_500) < at < ms_to_samples(96_500)
+    assert abs(at - ms_to_samples(95_000)) <= FRAME // 2  # its middle, to the nearest frame
+
+
+@pytest.mark.parametrize("longer", [False, True])
+def test_plan_cuts_only_in_silences_at_least_SILENCE_long(longer):
+    # The sounds are EDGE wider each side (rounding of their lengths), then
+    # the gap between them, in whole ms, just under or just over SILENCE.
+    exact_ms = (SILENCE + 2 * EDGE) * 1000 / RATE
+    gap = int(np.ceil(exact_ms)) + 1 if longer else int(np.floor(exact_ms)) - 1
+    timeline = tones_at(steady(180_000, every_ms=5_000, gap_ms=gap), 180_000)
+    parts = parallel.plan(timeline, 2)
+    if longer:
+        check_plan(timeline, parts, 2)
+    else:
+        assert parts == []
+
+
+def test_plan_leaves_a_track_shorter_than_two_parts_whole():
+    # Silent all through: the track's length is the only reason not to cut it.
+    shortest = next(ms for ms in range(119_990, 120_010) if ms_to_samples(ms) >= 2 * MIN_PART)
+    assert parallel.plan(tones_at([], shortest - 1), 8) == []
+    check_plan(tones_at([], shortest), parallel.plan(tones_at([], shortest), 8), 8)
+    assert len(parallel.plan(tones_at([], shortest), 8)) == 2
+
+
+@pytest.mark.parametrize("cores", [1, 0])
+def test_plan_on_one_core_is_one_part(cores):
+    timeline, _ = three_minutes()
+    assert parallel.plan(timeline, cores) == []
+
+
+@pytest.mark.parametrize("spans", [
+    [(0, 600_000)],  # a tone all through
+    steady(600_000, every_ms=10_000, gap_ms=500),  # gaps everywhere, all too short
+    # Silences, long ones, but only in the first and last 10% of the track.
+    steady(60_000, every_ms=5_000, gap_ms=2_000) + [(60_000, 540_000)]
+    + steady(600_000, every_ms=5_000, gap_ms=2_000, first_ms=540_000),
+    # A long sound under short ones: between the short ones it still sounds.
+    [(0, 400_000), (100_000, 101_000), (200_000, 201_000), (300_000, 301_000),
+     (400_300, 600_000)],
+], ids=["continuous-tone", "short-gaps", "silence-only-at-the-ends", "sound-under-sound"])
+def test_plan_with_no_silence_near_the_middle_is_one_part(spans):
+    timeline = tones_at(spans, 600_000)
+    assert parallel.plan(timeline, 4) == []
+
+
+@pytest.mark.parametrize("minutes, cores, count", [
+    (12, 2, 2), (12, 3, 3), (12, 4, 4), (12, 8, MAX_PARTS), (12, 64, MAX_PARTS),
+    (2.5, 8, 2),  # two parts of a minute or more fit, not three
+    (3.5, 8, 3),
+])
+def test_plan_makes_a_part_per_core_up_to_MAX_PARTS(minutes, cores, count):
+    duration = int(minutes * 60_000)
+    timeline = tones_at(steady(duration, every_ms=7_000, gap_ms=1_500), duration)
+    parts = parallel.plan(timeline, cores)
+    check_plan(timeline, parts, cores)
+    assert len(parts) == count
+
+
+def test_plan_keeps_a_minute_between_joins():
+    # Three minutes, three cores: aims at 1:00 and 2:00, silences only at 1:10 and 1:50.
+    spans = [(0, 69_000), (71_000, 109_000), (111_000, 180_000)]
+    timeline = tones_at(spans, 180_000)
+    parts = parallel.plan(timeline, 3)
+    check_plan(timeline, parts, 3)
+    (join,) = joins_of(parts)  # 40 s apart: one of them only
+    assert abs(join * FRAME - CODEC_DELAY - ms_to_samples(70_000)) <= FRAME
+
+
+@st.composite
+def timelines(draw) -> Timeline:
+    """Sounds and gaps laid end to end (up to ~13 minutes), now and then a long sound under them."""
+    sounds = st.one_of(st.integers(1, 2_000), st.integers(2_000, 60_000))
+    gaps = st.one_of(st.integers(0, 700), st.integers(500, 5_000), st.integers(5_000, 120_000))
+    spans, t = [], draw(gaps)
+    for length, gap in draw(st.lists(st.tuples(sounds, gaps), max_size=40)):
+        spans.append((t, t + length))
+        t += length + gap
+    duration = max(t, 1)
+    for _ in range(draw(st.integers(0, 2))):
+        a = draw(st.integers(0, duration))
+        spans.append((a, draw(st.integers(a, duration))))
+    return tones_at(spans, duration)
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(timeline=timelines(), cores=st.integers(1, 9))
+def test_every_plan_cuts_in_silence_on_the_grid(timeline, cores):
+    parts = parallel.plan(timeline, cores)
+    if parts:
+        check_plan(timeline, parts, cores)
+        assert len(parts) <= total_samples(timeline) // MIN_PART
+
+
+# --- exports encoded in parts ----------------------------------------------------------------
+
+
+def decode(path: Path) -> np.ndarray:
+    raw = subprocess.run(["ffmpeg", "-v", "error", "-i", str(path), "-f", "s16le", "-"],
+                         capture_output=True, check=True).stdout
+    return np.frombuffer(raw, "<i2")
+
+
+def snr_db(signal: np.ndarray, decoded: np.ndarray) -> float:
+    x, y = signal.astype(float), decoded.astype(float)
+    noise = x - (x @ y) / (y @ y) * y  # LAME decodes ~0.45 dB quieter: fit the level
+    return 10 * np.log10((x @ x) / (noise @ noise))
+
+
+def make_track(timeline: Timeline, clips) -> pipeline.Track:
+    return pipeline.Track(pipeline.Plan(SimpleNamespace(tones=DEFAULT_TONES), timeline, clips),
+                          fmt="mp3", bitrate="64k")
+
+
+def export_on(cores: int, mp: pytest.MonkeyPatch, timeline: Timeline, clips, path: Path, *,
+              source=None, **kwargs) -> Path:
+    """export.write as `voiceflex export` calls it, on `cores` cores; `source` wraps the track."""
+    mp.setattr(writer, "_cores", lambda: cores)
+    track = make_track(timeline, clips)
+    try:
+        return export.write(source(track) if source else track, timeline, Meta(), path,
+                            bitrate="64k", **kwargs)
+    finally:
+        track.close()
+
+
+@pytest.fixture
+def encodes(monkeypatch):
+    """Every parallel.encode the writer makes: its parts and what it returned."""
+    calls = []
+    real = parallel.encode
+
+    def spy(track, parts, path, *args, **kwargs):
+        call = SimpleNamespace(parts=list(parts), returned=None)
+        calls.append(call)
+        call.returned = real(track, parts, path, *args, **kwargs)
+        return call.returned
+
+    monkeypatch.setattr(parallel, "encode", spy)
+    return calls
+
+
+@pytest.fixture(scope="module")
+def material():
+    return three_minutes()
+
+
+@pytest.fixture(scope="module")
+def one_part(material, tmp_path_factory):
+    """The export on one core: one LAME over the whole track, and the track's own samples."""
+    timeline, clips = material
+    folder = tmp_path_factory.mktemp("one-part")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("VOICEFLEX_CACHE_DIR", str(tmp_path_factory.mktemp("voice-cache")))
+        mp.setattr(parallel, "encode", lambda *a, **k: pytest.fail("one core, yet encoded in parts"))
+        path = export_on(1, mp, timeline, clips, folder / "one.mp3")
+        track = make_track(timeline, clips)
+        try:
+            samples = np.concatenate(list(track.read()))
+        finally:
+            track.close()
+    assert sorted(p.name for p in folder.iterdir()) == ["one.mp3"]
+    return SimpleNamespace(path=path, decoded=decode(path), samples=samples)
+
+
+@needs_ffmpeg
+def test_a_parallel_export_decodes_like_one_encode(material, one_part, tmp_path, monkeypatch,
+                                                   encodes):
+    timeline, clips = material
+    total = total_samples(timeline)
+    out = export_on(2, monkeypatch, timeline, clips, tmp_path / "two.mp3")
+    assert out == tmp_path / "two.mp3"
+    (call,) = encodes
+    assert call.returned is True and len(call.parts) == 2  # encoded in parts, and spliced
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["two.mp3"]  # no part left behind
+
+    # The track is digitally silent where the parts overlap.
+    before, after = call.parts
+    assert not one_part.samples[after.start:before.stop].any()
+
+    ours = decode(out)
+    assert len(one_part.samples) == len(one_part.decoded) == len(ours) == total
+    upto = joins_of(call.parts)[0] * FRAME - CODEC_DELAY
+    np.testing.assert_array_equal(ours[:upto], one_part.decoded[:upto])
+    # After the join LAME's bit allocation has another history: as good, not the same.
+    # (Noise coded at 64k: ~10 dB over the whole track, the same for both.)
+    for a in (0, upto):
+        assert snr_db(one_part.samples[a:], ours[a:]) == pytest.approx(
+            snr_db(one_part.samples[a:], one_part.decoded[a:]), abs=0.3)
+
+
+@needs_ffmpeg
+def test_a_parallel_export_keeps_tags_and_chapters(material, one_part, tmp_path, monkeypatch,
+                                                   encodes):
+    import json
+
+    from mutagen.id3 import ID3
+    from mutagen.mp3 import MP3
+
+    timeline, clips = material
+    out = export_on(2, monkeypatch, timeline, clips, tmp_path / "two.mp3")
+    assert [c.returned for c in encodes] == [True]
+    tags = ID3(out)
+    assert str(tags["TIT2"]) == "Three minutes of cues"
+    assert str(tags["TPE1"]) == "Test Author"
+    assert tags.getall("APIC")[0].data.startswith(b"\x89PNG")
+    (toc,) = tags.getall("CTOC")
+    by_id = {c.element_id: c for c in tags.getall("CHAP")}
+    chapters = [by_id[i] for i in toc.child_element_ids]
+    assert [(c.sub_frames["TIT2"].text[0], c.start_time, c.end_time) for c in chapters] == [
+        (c.title, c.start_ms, c.end_ms) for c in timeline.chapters]
+    assert MP3(out).info.sample_rate == RATE
+    assert MP3(out).info.length == MP3(one_part.path).info.length  # its Info frame's count
+
+    def probe(path):
+        return json.loads(subprocess.run(
+            ["ffprobe", "-v", "error", "-show_chapters", "-show_format", "-of", "json", str(path)],
+            capture_output=True, text=True, check=True).stdout)
+
+    ours = probe(out)
+    assert [c["tags"]["title"] for c in ours["chapters"]] == [c.title for c in timeline.chapters]
+    assert [float(c["start_time"]) for c in ours["chapters"]] == [
+        c.start_ms / 1000 for c in timeline.chapters]
+    assert ours["format"]["duration"] == probe(one_part.path)["format"]["duration"]
+
+
+@needs_ffmpeg
+def test_a_join_in_sound_falls_back_to_one_encode(material, one_part, tmp_path, monkeypatch,
+                                                   encodes):
+    timeline, clips = material
+    total = total_samples(timeline)
+    # The glide nearest the middle, said to be a silence.
+    glide = min((e for e in timeline.events if e.name == "inhale"),
+                key=lambda e: abs(ms_to_samples(e.start_ms + e.end_ms) / 2 - total / 2))
+    a, b = ms_to_samples(glide.start_ms), ms_to_samples(glide.end_ms)
+    middle = (a + b) // 2
+    monkeypatch.setattr(parallel, "_silences",
+                        lambda timeline, total: [(middle - SILENCE, middle + SILENCE)])
+    out = export_on(2, monkeypatch, timeline, clips, tmp_path / "two.mp3")
+
+    (call,) = encodes
+    at = joins_of(call.parts)[0] * FRAME - CODEC_DELAY
+    assert a < at - MARGIN and at + MARGIN < b
+    assert np.count_nonzero(one_part.samples[at - MARGIN:at + MARGIN]) > MARGIN  # it sounds there
+    assert call.returned is False  # the splice refused the join...
+    # ...and the one-part encode made the file: the same stream as on one core.
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["two.mp3"]
+    np.testing.assert_array_equal(decode(out), one_part.decoded)
+    assert out.read_bytes() == one_part.path.read_bytes()
+
+
+def ffmpeg_children() -> list[int]:
+    """ffmpeg processes whose parent is this one (zombies included)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue
+        name = stat[stat.index("(") + 1:stat.rindex(")")]
+        ppid = int(stat[stat.rindex(")") + 2:].split()[1])
+        if ppid == os.getpid() and name.startswith("ffmpeg"):
+            found.append(int(entry.name))
+    return found
+
+
+class FailingTrack:
+    """A track whose read of one part fails after a few chunks, as a failing mixer would."""
+
+    def __init__(self, track, *, later: bool, after: int = 3):
+        self.track, self.later, self.after = track, later, after
+        self.raised: list[EncoderError] = []
+
+    def read(self, start: int = 0, stop: int | None = None):
+        for k, chunk in enumerate(self.track.read(start, stop)):
+            if k == self.after and (start > 0) == self.later:
+                self.raised.append(EncoderError(f"the mixer broke at sample {start} + {k} chunks"))
+                raise self.raised[-1]
+            yield chunk
+
+
+@needs_ffmpeg
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="lists processes through /proc")
+@pytest.mark.parametrize("later", [True, False], ids=["second-part-in-its-thread", "first-part"])
+@pytest.mark.parametrize("previous", [None, b"the previous export"], ids=["new", "over-old"])
+def test_a_failing_part_stops_every_encoder_and_leaves_nothing(material, tmp_path, monkeypatch,
+                                                               encodes, later, previous):
+    timeline, clips = material
+    pids = []
+
+    class Recorded(parallel.Mp3Sink):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            pids.append(self._process.pid)
+
+    monkeypatch.setattr(parallel, "Mp3Sink", Recorded)
+    out = tmp_path / "two.mp3"
+    if previous is not None:
+        out.write_bytes(previous)
+    sources = []
+
+    def failing(track):
+        sources.append(FailingTrack(track, later=later))
+        return sources[-1]
+
+    with pytest.raises(EncoderError, match="the mixer broke") as caught:
+        export_on(2, monkeypatch, timeline, clips, out, source=failing)
+    assert caught.value is sources[0].raised[0]
+    assert len(encodes) == 1 and len(pids) == 2  # it failed encoding in parts
+    if previous is None:
+        assert not out.exists()
+    else:
+        assert out.read_bytes() == previous
+    assert sorted(p.name for p in tmp_path.iterdir()) == ([] if previous is None else ["two.mp3"])
+    for pid in pids:
+        with pytest.raises(ProcessLookupError):  # stopped and reaped
+            os.kill(pid, 0)
+    assert ffmpeg_children() == []
+    assert not [t for t in threading.enumerate() if "feed_caught" in t.name]
+
+
+class LaggingTrack:
+    """A track whose parts further in are read only once the first part has been read whole."""
+
+    def __init__(self, track):
+        self.track = track
+        self.first_read = threading.Event()
+
+    def read(self, start: int = 0, stop: int | None = None):
+        if start > 0:
+            assert self.first_read.wait(timeout=60)
+        yield from self.track.read(start, stop)
+        if start == 0:
+            self.first_read.set()
+
+
+@needs_ffmpeg
+def test_an_export_waits_for_its_last_part(material, one_part, tmp_path, monkeypatch, encodes):
+    timeline, clips = material
+    out = export_on(2, monkeypatch, timeline, clips, tmp_path / "two.mp3", source=LaggingTrack)
+    assert [c.returned for c in encodes] == [True]
+    ours = decode(out)
+    assert len(ours) == total_samples(timeline)
+    upto = joins_of(encodes[0].parts)[0] * FRAME - CODEC_DELAY
+    np.testing.assert_array_equal(ours[:upto], one_part.decoded[:upto])
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["two.mp3"]
+
+
+class ShortTrack:
+    """A track whose parts further in come a chunk short."""
+
+    def __init__(self, track):
+        self.track = track
+
+    def read(self, start: int = 0, stop: int | None = None):
+        chunks = list(self.track.read(start, stop))
+        yield from chunks[:-1] if start > 0 else chunks
+
+
+@needs_ffmpeg
+def test_a_part_short_of_samples_is_an_error(material, tmp_path, monkeypatch, encodes):
+    timeline, clips = material
+    with pytest.raises(EncoderError, match="part 2 of the track has"):
+        export_on(2, monkeypatch, timeline, clips, tmp_path / "two.mp3", source=ShortTrack)
+    assert len(encodes) == 1
+    assert list(tmp_path.iterdir()) == []
+    assert ffmpeg_children() == []
+
+
+@needs_ffmpeg
+def test_ctrl_c_in_a_parts_thread_stops_the_export(material, tmp_path, monkeypatch, encodes):
+    timeline, clips = material
+    main = threading.current_thread()
+
+    def interrupt(done, total):
+        if threading.current_thread() is not main and done > total // 4:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        export_on(2, monkeypatch, timeline, clips, tmp_path / "two.mp3", on_progress=interrupt)
+    assert len(encodes) == 1
+    assert list(tmp_path.iterdir()) == []
+    assert ffmpeg_children() == []
+
+
+@needs_ffmpeg
+def test_progress_of_a_parallel_export_rises_to_the_end(material, tmp_path, monkeypatch, encodes):
+    timeline, clips = material
+    total = total_samples(timeline)
+    calls, threads = [], set()
+
+    def progress(done, of):
+        calls.append((done, of))
+        threads.add(threading.get_ident())
+
+    export_on(2, monkeypatch, timeline, clips, tmp_path / "two.mp3", on_progress=progress)
+    assert [c.returned for c in encodes] == [True]
+    assert len(threads) == 2  # both parts reported
+    assert len(calls) > 10
+    assert {of for _, of in calls} == {total}
+    done = [d for d, _ in calls]
+    assert done == sorted(done) and 0 < done[0] and done[-1] <= total
+    assert calls[-1] == (total, total)
+
+
+def test_a_full_disk_while_splicing_is_an_encoder_error(material, tmp_path, monkeypatch, encodes):
+    timeline, clips = material
+
+    def full(parts):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(parallel.mp3frames, "splice", full)
+    with pytest.raises(EncoderError, match="No space left on device") as caught:
+        export_on(2, monkeypatch, timeline, clips, tmp_path / "two.mp3")
+    assert ".part" not in str(caught.value)  # named by its final name, not the temporary one
+    assert list(tmp_path.iterdir()) == []
+    assert ffmpeg_children() == []
