@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 
 import numpy as np
 import pytest
 
+from voiceflex.audio.rate import RATE
 from voiceflex.voice import Clip, VoiceInfo
 
 FAKE_RATE = 22050
@@ -57,6 +59,23 @@ def fake_engine() -> FakeEngine:
 def _private_voice_cache(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch):
     """Point the voice cache at a fresh folder, so no test reads or fills the user's cache."""
     monkeypatch.setenv("VOICEFLEX_CACHE_DIR", str(tmp_path_factory.mktemp("voice-cache")))
+
+
+@dataclass
+class FakeClip:
+    """A clip as the mixer and the level plan take it: samples (int16 or float32) at a rate."""
+
+    samples: np.ndarray
+    rate: int = RATE
+
+
+@dataclass
+class Meta:
+    """What export needs to know of a routine, for hand-made timelines."""
+
+    title: str = "Kneeling hip flexor stretch"
+    description: str | None = "Loosens tight hip flexors after a day of sitting."
+    author: str | None = "Test Author"
 
 
 def export_parts(timeline, meta, clips, tones, path, *, split=False, fmt="mp3", bitrate="64k", **kwargs):

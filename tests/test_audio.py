@@ -4,11 +4,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 
+import os
 import threading
 
 import numpy as np
 import pyloudnorm
 import pytest
+
+from conftest import FakeClip
 
 from voiceflex.audio import dynamics, levels, loudness, mixer, tones
 from voiceflex.audio.rate import RATE, ms_to_samples
@@ -17,12 +20,6 @@ from voiceflex.routine.model import DEFAULT_TONES, ToneSpec
 from voiceflex.timeline import Chapter, Event, Timeline
 
 HERE = Location("test.yaml", 1, 1)
-
-
-@dataclass
-class FakeClip:
-    samples: np.ndarray
-    rate: int = RATE
 
 
 def speechlike(seconds: float, seed: int = 0, level: float = 0.3) -> np.ndarray:
@@ -429,6 +426,22 @@ def test_memo_gives_the_same_samples(tmp_path, monkeypatch, target, ceiling):
         again = streamed(tl, clips, target_lufs=target, ceiling_dbtp=ceiling, memo_dir=tmp_path)
         np.testing.assert_array_equal(again, plain)
     assert sorted(p.suffix for p in tmp_path.iterdir()) == [".json", ".npz"]
+
+
+def test_temporary_memo_files_of_killed_writers_are_swept(tmp_path):
+    import subprocess
+    import sys
+
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                          capture_output=True, text=True, check=True).stdout.strip()
+    left = tmp_path / f".{dead}-k2j4.tmp"  # a writer killed mid-write
+    live = tmp_path / f".{os.getpid()}-a9x1.tmp"  # one still running
+    for p in (left, live):
+        p.write_bytes(b"partial")
+    tl, clips = memo_routine()
+    streamed(tl, clips, memo_dir=tmp_path)
+    assert live.exists() and not left.exists()
+    assert sorted(p.suffix for p in tmp_path.iterdir() if p != live) == [".json", ".npz"]
 
 
 def test_memo_is_keyed_by_the_clips(tmp_path):

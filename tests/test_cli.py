@@ -85,3 +85,26 @@ def test_clock_carries_into_the_minute():
 
     assert [_clock(ms) for ms in (0, 59_940, 59_960, 61_250, 3_600_000)] == \
         ["0:00.0", "0:59.9", "1:00.0", "1:01.2", "60:00.0"]
+
+
+def test_a_reader_leaving_early_is_no_error():
+    # `voiceflex schema | head -c 10`: stdout's reader goes; voiceflex ends quietly with 0.
+    proc = subprocess.Popen([sys.executable, "-m", "voiceflex", "schema"], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE)
+    proc.stdout.read(10)
+    proc.stdout.close()
+    err = proc.stderr.read().decode()
+    assert proc.wait() == 0
+    assert err == ""
+
+
+def test_a_broken_pipe_that_is_not_stdout_is_an_internal_error(monkeypatch, capsys):
+    # A pipe to a child process breaking is a bug to report, not a reader that left.
+    import voiceflex.cli as cli
+
+    def broken(args):
+        raise BrokenPipeError(32, "Broken pipe")
+
+    monkeypatch.setattr(cli, "_list", broken)
+    assert main(["list"]) == 1
+    assert "internal error: BrokenPipeError" in capsys.readouterr().err

@@ -13,7 +13,6 @@ import os
 import shutil
 import subprocess
 import threading
-from dataclasses import dataclass
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -21,6 +20,8 @@ import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+
+from conftest import FakeClip, Meta
 
 from voiceflex import export, pipeline
 from voiceflex.audio.mixer import total_samples
@@ -40,19 +41,6 @@ HERE = Location("parallel.yaml", 1, 1)
 # the decoder by 529, so frame f decodes to track samples from 576 f - 1105 on.
 FRAME = 576
 CODEC_DELAY = 576 + 529
-
-
-@dataclass
-class FakeClip:
-    samples: np.ndarray
-    rate: int = RATE
-
-
-@dataclass
-class Meta:
-    title: str = "Three minutes of cues"
-    description: str | None = "Cues, tones and the silences between them."
-    author: str | None = "Test Author"
 
 
 def test_the_module_puts_frames_where_the_format_does():
@@ -395,7 +383,7 @@ def test_a_parallel_export_keeps_tags_and_chapters(material, one_part, tmp_path,
     out = export_on(2, monkeypatch, timeline, clips, tmp_path / "two.mp3")
     assert [c.returned for c in encodes] == [True]
     tags = ID3(out)
-    assert str(tags["TIT2"]) == "Three minutes of cues"
+    assert str(tags["TIT2"]) == Meta.title
     assert str(tags["TPE1"]) == "Test Author"
     assert tags.getall("APIC")[0].data.startswith(b"\x89PNG")
     (toc,) = tags.getall("CTOC")

@@ -41,16 +41,34 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("voiceflex: interrupted", file=sys.stderr)
         return 130
-    except BrokenPipeError:
+    except BrokenPipeError as exc:
+        if not _stdout_gone():  # some other pipe broke: not the user's doing
+            return _internal_error(exc)
         # `voiceflex plan x | head`: the reader left; nothing is wrong.
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return EXIT_OK
     except Exception as exc:  # a bug in voiceflex, not the user's doing
-        if os.environ.get("VOICEFLEX_DEBUG"):
-            raise
-        print(f"voiceflex: internal error: {type(exc).__name__}: {exc}", file=sys.stderr)
-        print("  rerun with VOICEFLEX_DEBUG=1 to see where, and please report it", file=sys.stderr)
-        return EXIT_FAILURE
+        return _internal_error(exc)
+
+
+def _internal_error(exc: Exception) -> int:
+    if os.environ.get("VOICEFLEX_DEBUG"):
+        raise exc
+    print(f"voiceflex: internal error: {type(exc).__name__}: {exc}", file=sys.stderr)
+    print("  rerun with VOICEFLEX_DEBUG=1 to see where, and please report it", file=sys.stderr)
+    return EXIT_FAILURE
+
+
+def _stdout_gone() -> bool:
+    """Whether standard output is a pipe whose reader has left (poll says POLLERR)."""
+    import select
+
+    try:
+        poller = select.poll()
+        poller.register(sys.stdout.fileno(), select.POLLOUT)
+        return any(events & select.POLLERR for _, events in poller.poll(0))
+    except (AttributeError, OSError, ValueError):
+        return False
 
 
 def _parser() -> argparse.ArgumentParser:

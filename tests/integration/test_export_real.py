@@ -13,14 +13,13 @@ import shutil
 import subprocess
 import sys
 import wave
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pyloudnorm
 import pytest
 
-from conftest import export_parts
+from conftest import FakeClip as Clip, Meta, export_parts
 
 from voiceflex import export, pipeline
 from voiceflex.audio.mixer import total_samples
@@ -45,19 +44,6 @@ CUES = [
     "Three", "Two", "One",
     "Good. Now stand up slowly, and shake out your legs.",
 ]
-
-
-@dataclass
-class Clip:
-    samples: np.ndarray
-    rate: int = RATE
-
-
-@dataclass
-class Meta:
-    title: str = "Kneeling hip flexor stretch"
-    description: str | None = "Loosens tight hip flexors after a day of sitting."
-    author: str | None = "Test Author"
 
 
 def espeak(text: str, folder: Path) -> Clip:

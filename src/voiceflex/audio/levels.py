@@ -53,6 +53,7 @@ from typing import Any
 
 import numpy as np
 
+from voiceflex import leftovers
 from voiceflex.audio.dynamics import shape_threshold, soft_clip
 from voiceflex.audio.loudness import (
     BLOCK_HOPS,
@@ -864,11 +865,16 @@ class _Memo:
 
 
 def _write_atomically(path: Path, write: Callable[[Any], None]) -> None:
-    """Write a file aside and rename it: a reader sees all of it or none.  Best effort."""
+    """Write a file aside and rename it: a reader sees all of it or none.  Best effort.
+
+    The temporary name carries our pid, as the voice cache's do: what a
+    writer killed mid-write leaves is removed by the next one.
+    """
     temp = None
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        with tempfile.NamedTemporaryFile(dir=path.parent, prefix=".", suffix=".tmp",
+        leftovers.sweep(path.parent, leftovers.TEMP_FILE)
+        with tempfile.NamedTemporaryFile(dir=path.parent, prefix=f".{os.getpid()}-", suffix=".tmp",
                                          delete=False) as f:
             temp = f.name
             write(f)

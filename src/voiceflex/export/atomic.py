@@ -16,9 +16,9 @@ import secrets
 from collections.abc import Iterator
 from pathlib import Path
 
+from voiceflex import leftovers
 from voiceflex.errors import EncoderError
 from voiceflex.export.encoder import fsync_file
-from voiceflex.voice.workers import pid_alive
 
 _TEMP = re.compile(r"^\..+\.voiceflex-[0-9a-f]{8}-(\d+)\.part$")
 
@@ -34,12 +34,7 @@ def prepare_folder(folder: Path) -> None:
         folder.mkdir(parents=True, exist_ok=True)
     except OSError as e:
         raise EncoderError(f"cannot create the folder {folder}: {e.strerror or e}") from None
-    with contextlib.suppress(OSError):
-        for entry in os.scandir(folder):
-            match = _TEMP.match(entry.name)
-            if match and not _alive(int(match.group(1))):
-                with contextlib.suppress(OSError):
-                    os.unlink(entry.path)
+    leftovers.sweep(folder, _TEMP)
 
 
 class Staging:
@@ -103,10 +98,6 @@ def staged() -> Iterator[Staging]:
         staging.discard()
         raise
     staging.commit()
-
-
-def _alive(pid: int) -> bool:
-    return pid == os.getpid() or pid_alive(pid)
 
 
 def _fsync_folder(folder: Path) -> None:

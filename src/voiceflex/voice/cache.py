@@ -6,7 +6,6 @@ import errno
 import hashlib
 import json
 import os
-import re
 import struct
 import tempfile
 from pathlib import Path
@@ -14,9 +13,9 @@ from pathlib import Path
 import numpy as np
 import platformdirs
 
+from voiceflex import leftovers
 from voiceflex.errors import EngineError
 from voiceflex.voice.engine import Clip
-from voiceflex.voice.workers import pid_alive
 
 # Part of every key: bumping it retires all entries written before.
 FORMAT_VERSION = 1
@@ -26,7 +25,6 @@ FORMAT_VERSION = 1
 _MAGIC = b"VFXCLIP\0"
 _HEADER = struct.Struct("<8sIIQ32s")  # magic, format version, rate, count, sha256
 _SAMPLE = np.dtype("<i2")
-_TEMP = re.compile(r"^\.(\d+)-.*\.tmp$")  # put()'s temporary files: .<pid>-<random>.tmp
 _NO_HARD_LINKS = {errno.EPERM, errno.EOPNOTSUPP, errno.ENOSYS, errno.EMLINK, errno.EXDEV}
 
 
@@ -121,14 +119,7 @@ class VoiceCache:
 
     def sweep(self) -> None:
         """Remove temporary files that writers killed mid-write left in the cache folder."""
-        try:
-            entries = list(os.scandir(self.directory))
-        except OSError:
-            return
-        for entry in entries:
-            match = _TEMP.match(entry.name)
-            if match and not pid_alive(int(match.group(1))):
-                Path(entry.path).unlink(missing_ok=True)
+        leftovers.sweep(self.directory, leftovers.TEMP_FILE)
 
     def _error(self, verb: str, e: OSError) -> EngineError:
         reason = e.strerror or str(e)

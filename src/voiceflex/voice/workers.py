@@ -32,6 +32,7 @@ from multiprocessing.connection import Connection, wait
 from pathlib import Path
 from typing import Any
 
+from voiceflex import leftovers
 from voiceflex.errors import EngineError
 
 CUE_TIMEOUT = 20.0  # seconds one cue may take, worker start-up included
@@ -221,26 +222,7 @@ class WorkerPool:
 
 def sweep_dead(folder: Path, prefix: str) -> None:
     """Remove the scratch folders `prefix<pid>-...` in `folder` whose process is gone."""
-    pattern = re.compile(re.escape(prefix) + r"(\d+)-")
-    try:
-        entries = list(os.scandir(folder))
-    except OSError:
-        return
-    for entry in entries:
-        match = pattern.match(entry.name)
-        if match and not pid_alive(int(match.group(1))):
-            shutil.rmtree(entry.path, ignore_errors=True)
-
-
-def pid_alive(pid: int) -> bool:
-    """Whether process `pid` exists (ours or anyone's)."""
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except OSError:
-        return True  # exists, owned by someone else
-    return True
+    leftovers.sweep(folder, re.compile(re.escape(prefix) + r"(\d+)-"))
 
 
 def main(fd: int, backend_spec: str) -> None:
