@@ -6,6 +6,7 @@ from dataclasses import dataclass, replace
 
 import os
 import threading
+import warnings
 
 import numpy as np
 import pyloudnorm
@@ -442,6 +443,15 @@ def test_temporary_memo_files_of_killed_writers_are_swept(tmp_path):
     streamed(tl, clips, memo_dir=tmp_path)
     assert live.exists() and not left.exists()
     assert sorted(p.suffix for p in tmp_path.iterdir() if p != live) == [".json", ".npz"]
+
+
+def test_gated_loudness_takes_rounding_under_zero_for_silence():
+    # Energies summed from sounds and their cross terms can land a hair under
+    # zero in a silent block; that is silence, and no warning reaches the user.
+    energies = np.concatenate([np.full(40, 5e3), np.full(8, -1e-12), np.full(40, 5e3)])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert loudness.gated_loudness(energies) == loudness.gated_loudness(np.maximum(energies, 0))
 
 
 def test_memo_is_keyed_by_the_clips(tmp_path):
