@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass
 from typing import Any, NamedTuple, Protocol
 
 import numpy as np
@@ -118,7 +119,8 @@ def placements(
     return placed
 
 
-class _Tone(NamedTuple):
+@dataclass(frozen=True)
+class _Tone:
     """A tone placement, synthesized (and cached by tones.synth) when the mix reaches it."""
 
     spec: ToneSpec
