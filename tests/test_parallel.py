@@ -372,6 +372,27 @@ def test_a_parallel_export_decodes_like_one_encode(material, one_part, tmp_path,
 
 
 @needs_ffmpeg
+def test_three_parts_join_like_two(material, one_part, tmp_path, monkeypatch, encodes):
+    # On three cores the middle part is cut at both ends (parts of 50 s, so
+    # that three fit in the material's three minutes).
+    monkeypatch.setattr(parallel, "MIN_PART", ms_to_samples(50_000))
+    timeline, clips = material
+    out = export_on(3, monkeypatch, timeline, clips, tmp_path / "three.mp3")
+    (call,) = encodes
+    assert call.returned is True and len(call.parts) == 3
+    middle = call.parts[1]
+    assert middle.first > 0 and middle.last is not None
+    ours = decode(out)
+    assert len(ours) == total_samples(timeline)
+    upto = joins_of(call.parts)[0] * FRAME - CODEC_DELAY
+    np.testing.assert_array_equal(ours[:upto], one_part.decoded[:upto])
+    for a in joins_of(call.parts):
+        at = a * FRAME - CODEC_DELAY
+        assert not ours[at - MARGIN:at + MARGIN].any()  # silence at each join, as in the track
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["three.mp3"]
+
+
+@needs_ffmpeg
 def test_a_parallel_export_keeps_tags_and_chapters(material, one_part, tmp_path, monkeypatch,
                                                    encodes):
     import json
