@@ -452,6 +452,12 @@ def test_a_join_in_sound_falls_back_to_one_encode(material, one_part, tmp_path, 
     assert out.read_bytes() == one_part.path.read_bytes()
 
 
+def assert_nothing_left(folder: Path) -> None:
+    """No file in `folder` (final, temporary or part) and no ffmpeg still running."""
+    assert list(folder.iterdir()) == []
+    assert ffmpeg_children() == []
+
+
 def ffmpeg_children() -> list[int]:
     """ffmpeg processes whose parent is this one (zombies included)."""
     found = []
@@ -568,8 +574,7 @@ def test_a_part_short_of_samples_is_an_error(material, tmp_path, monkeypatch, en
     with pytest.raises(EncoderError, match="part 2 of the track has"):
         export_on(2, monkeypatch, timeline, clips, tmp_path / "two.mp3", source=ShortTrack)
     assert len(encodes) == 1
-    assert list(tmp_path.iterdir()) == []
-    assert ffmpeg_children() == []
+    assert_nothing_left(tmp_path)
 
 
 @needs_ffmpeg
@@ -584,8 +589,7 @@ def test_ctrl_c_in_a_parts_thread_stops_the_export(material, tmp_path, monkeypat
     with pytest.raises(KeyboardInterrupt):
         export_on(2, monkeypatch, timeline, clips, tmp_path / "two.mp3", on_progress=interrupt)
     assert len(encodes) == 1
-    assert list(tmp_path.iterdir()) == []
-    assert ffmpeg_children() == []
+    assert_nothing_left(tmp_path)
 
 
 @needs_ffmpeg
@@ -618,5 +622,4 @@ def test_a_full_disk_while_splicing_is_an_encoder_error(material, tmp_path, monk
     with pytest.raises(EncoderError, match="No space left on device") as caught:
         export_on(2, monkeypatch, timeline, clips, tmp_path / "two.mp3")
     assert ".part" not in str(caught.value)  # named by its final name, not the temporary one
-    assert list(tmp_path.iterdir()) == []
-    assert ffmpeg_children() == []
+    assert_nothing_left(tmp_path)
