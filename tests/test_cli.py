@@ -108,3 +108,10 @@ def test_a_broken_pipe_that_is_not_stdout_is_an_internal_error(monkeypatch, caps
     monkeypatch.setattr(cli, "_list", broken)
     assert main(["list"]) == 1
     assert "internal error: BrokenPipeError" in capsys.readouterr().err
+
+
+def test_a_bitrate_too_low_for_the_peak_limit_is_refused_before_any_work(tmp_path):
+    result = run("export", "desk-reset", "-o", str(tmp_path / "out"), "--bitrate", "16k")
+    assert result.returncode == 2
+    assert "too low" in result.stderr and "64k is the default" in result.stderr
+    assert not (tmp_path / "out").exists()

@@ -235,8 +235,13 @@ def test_usage_errors_for_format_and_bitrate():
     assert encoder.parse_bitrate("64k") == 64 and encoder.parse_bitrate(128) == 128
     assert encoder.parse_bitrate(" 32K ") == 32
     for bad in ["63k", "fast", "320k", "", "-64k"]:
-        with pytest.raises(UsageError):
+        with pytest.raises(UsageError, match="is not one"):
             encoder.parse_bitrate(bad)
+    # MPEG-2 has them, but the encoder's distortion would break SPEC 5's peak limit.
+    for low in ["8k", "16k", "24k"]:
+        with pytest.raises(UsageError, match="too low") as caught:
+            encoder.parse_bitrate(low)
+        assert "32k" in caught.value.hint
     with pytest.raises(UsageError):
         encoder.check_format("ogg")
 

@@ -95,7 +95,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("routine", metavar="ROUTINE", nargs="?")
     p.add_argument("-o", "--output", metavar="DIR", default="audio", help="folder to write to (default: audio/)")
     p.add_argument("--format", choices=["mp3", "wav"], default="mp3")
-    p.add_argument("--bitrate", default="64k", help="MP3 bitrate (default: 64k)")
+    p.add_argument("--bitrate", default="64k", help="MP3 bitrate, 32k to 160k (default: 64k)")
     p.add_argument("--split", action="store_true",
                    help="one file per chapter in a folder DIR/<name>/, with an .m3u8 playlist")
     p.add_argument("--all", action="store_true", help="export every built-in routine")

@@ -35,8 +35,12 @@ from voiceflex.audio.rate import RATE
 from voiceflex.errors import EncoderError, MissingComponentError, UsageError
 
 FORMATS = ("mp3", "wav")
-# MPEG-2 layer III (22.05 kHz) bitrates, kbit/s.
-MP3_BITRATES = (8, 16, 24, 32, 40, 48, 56, 64, 80, 96, 112, 128, 144, 160)
+# MPEG-2 layer III (22.05 kHz) bitrates, kbit/s, from 32: below it LAME's
+# distortion lifts speech's true peak too far for SPEC 5's -1 dBTP (measured
+# on the built-in routines and a 30-minute one, mixed for -2.6 dBTP: decoded
+# peaks up to -0.6 dBTP at 24k, +0.5 at 16k, +2.7 at 8k; at 32k -1.4 at most).
+MP3_BITRATES = (32, 40, 48, 56, 64, 80, 96, 112, 128, 144, 160)
+_TOO_LOW = (8, 16, 24)  # bitrates an MP3 at 22.05 kHz can have, refused above
 
 TARGET_LUFS = -16.0  # SPEC 5
 MAX_TRUE_PEAK_DBTP = -1.0  # SPEC 5
@@ -58,6 +62,9 @@ def parse_bitrate(bitrate: str | int) -> int:
     if digits.isdigit() and int(digits) in MP3_BITRATES:
         return int(digits)
     choices = ", ".join(f"{b}k" for b in MP3_BITRATES)
+    if digits.isdigit() and int(digits) in _TOO_LOW:
+        raise UsageError(f"bitrate {bitrate!r} is too low: the MP3 encoder would lift the voice's "
+                         "peaks above -1 dBTP", hint=f"use one of {choices} (64k is the default)")
     raise UsageError(f"bitrate {bitrate!r} is not one an MP3 at 22.05 kHz can have",
                      hint=f"use one of {choices}")
 
