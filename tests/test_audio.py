@@ -392,6 +392,43 @@ def test_streaming_plan_starts_before_shaping_and_keeps_the_targets():
     assert loudness.to_db(loudness.true_peak(out)) <= -1.7 + 0.01
 
 
+def breathing(cycles: int = 12):
+    """Brief cues over long quiet glides: a breathing exercise, as `breathe` makes it."""
+    clips = {"in": FakeClip(speechlike(0.6, seed=81, level=0.9)),
+             "out": FakeClip(speechlike(0.6, seed=82, level=0.9))}
+    events, t = [], 0
+    for _ in range(cycles):
+        events += [tone("inhale", t, t + 4000), speech(t, clips["in"], "in"),
+                   tone("exhale", t + 4000, t + 10000), speech(t + 4000, clips["out"], "out")]
+        t += 10000
+    return timeline(events, t), clips
+
+
+def test_streaming_raises_the_tones_when_turned_down_cues_leave_the_mix_short():
+    # Reaching -15.55 LUFS takes ~7 dB of gain over the quiet glides, which would
+    # put the cues' peaks far past the ceiling: they are turned down to it, and the
+    # glides, under their own headroom, make up the loudness instead.
+    tl, clips = breathing()
+    plan = levels.plan_levels(tl, clips, DEFAULT_TONES, target_lufs=-15.55, ceiling_dbtp=-1.7,
+                              streaming=True)
+    out = np.concatenate(list(mixer.render(tl, plan.clips, plan.tones, gain_db=plan.gain_db)))
+    plan.close()
+    assert loudness.integrated_loudness(out) == pytest.approx(-15.55, abs=0.3)
+    assert loudness.to_db(loudness.true_peak(out)) <= -1.7 + 0.01
+    raised = plan.tones["inhale"].db - DEFAULT_TONES["inhale"].db
+    assert raised > 1.0  # the glides went up...
+    for spec in plan.tones.values():  # ...but no tone past its headroom under the ceiling
+        assert spec.db + plan.gain_db <= -1.7 - levels.TONE_HEADROOM_DB + 0.1
+
+
+def test_streaming_leaves_the_tones_alone_when_the_voice_carries_the_loudness():
+    tl, clips = memo_routine()
+    plan = levels.plan_levels(tl, clips, DEFAULT_TONES, target_lufs=-15.55, ceiling_dbtp=-1.7,
+                              streaming=True)
+    plan.close()
+    assert plan.tones["exhale"].db == DEFAULT_TONES["exhale"].db
+
+
 def memo_routine():
     """Cues spoken again minutes apart (the shaper lets them go and rebuilds them), over tones."""
     rng = np.random.default_rng(21)

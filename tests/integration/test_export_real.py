@@ -349,3 +349,16 @@ def test_builtin_routine_encoded_in_parts_is_one_encode_spliced(desk_reset, tmp_
     other = np.frombuffer(run.stdout, "<i2") / 32768.0
     assert len(other) == total
     assert np.abs(other - two).max() <= 1 / 32768
+
+
+def test_a_breathing_only_routine_still_measures_minus_16_lufs(tmp_path, monkeypatch):
+    """Brief real cues over long quiet glides: without the tones making up for the
+    cues turned down to the ceiling, this exported at -17.9 LUFS (SPEC 5: -16 +- 1)."""
+    monkeypatch.setenv("VOICEFLEX_CACHE_DIR", str(tmp_path / "voice-cache"))
+    routine = tmp_path / "breathing.yaml"
+    routine.write_text("title: Only breathing\nsteps:\n  - breathe: {in: 4s, out: 6s, cycles: 15}\n")
+    out = pipeline.export(str(routine), tmp_path / "out")
+    loud, peak = ebur128(out)
+    assert abs(loud + 16.0) <= 0.5
+    assert peak <= -1.0
+    assert len(decode(out)) == total_samples(pipeline.plan(str(routine)).timeline)

@@ -18,11 +18,15 @@ How an export reaches -16 LUFS integrated with true peak <= -1 dBTP:
    (each clip's true peak plus the tones under it; tones alone) caps it; if
    the cap bites by more than GIVE_DB, step 3 runs again with more in hand,
    unless what binds cannot be shaped further.
-   Streaming mode (what export uses): the gain of step 2 stands, and step 3
-   runs in a background thread while the track is already being encoded.
-   Shaped cues are levelled back exactly, so the mix moves only by how its
-   part-empty blocks change (0.03-0.15 dB measured); a cue its budget is out
-   of reach for is turned down to it, so the peak bound always holds.
+   Streaming mode (what export and play use): the gain of step 2 stands, and
+   step 3 runs in a background thread while the track is already being
+   encoded.  Shaped cues are levelled back to their loudness, so the mix
+   moves only by how its part-empty blocks change (0.03-0.15 dB measured); a
+   cue its budget is out of reach for is turned down to it, so the peak bound
+   always holds.  Where those turned-down cues would leave the mix short of
+   the target (brief cues over long quiet glides: a breathing routine
+   measured -17.9 LUFS), all tones are raised together until the expected
+   loudness meets it, never past their headroom under the ceiling.
 
 How the mix is measured without holding it: K-weighting is linear, so the
 K-weighted mix is the sum of the K-weighted sounds at their places, and the
@@ -97,6 +101,11 @@ MIN_PLR_DB = 9.0
 # within 0.15.  Deeper clipping makes the estimate drift (0.2-0.7 dB at 5-10 dB
 # on synthetic voices), so those are measured.
 ESTIMATED_LOSS_DB = 3.0
+# A streaming plan expected this far under the target raises the tones (at
+# most BOOST_MAX_DB, and never past their headroom) to make up for cues that
+# must be turned down to fit the peak ceiling.
+SHORTFALL_DB = 0.3
+BOOST_MAX_DB = 12.0
 # How far over its budget the shaping search may land (dynamics.PLR_OVER_DB).
 PLR_OVER_DB = 0.05
 # A tone's true peak over its sample peak: at most 1/cos(pi f / rate), 0.2 dB
@@ -105,8 +114,9 @@ TP_FACTOR = 1.025
 # Clips are levelled and shaped in threads: numpy's FFTs and array loops run
 # without the GIL, and an export has both cores to itself before encoding.
 _WORKERS = min(4, os.cpu_count() or 1)
-# Part of every memo key (see _Memo): bump it when what the meter stores changes.
-MEMO_VERSION = 1
+# Part of every memo key (see _Memo): bump it when what the meter stores, or
+# how a streaming plan is made, changes (2: tones raised for turned-down cues).
+MEMO_VERSION = 2
 
 
 @dataclass(frozen=True, eq=False)
@@ -210,7 +220,7 @@ def plan_levels(
 
     if streaming:
         return _streaming(timeline, voice, tones, target_lufs - first, target_lufs, ceiling_dbtp,
-                          memo)
+                          memo, meter)
     ceiling = from_db(ceiling_dbtp)
     planned = target_lufs - first
     for _ in range(3):
@@ -245,20 +255,56 @@ def plan_levels(
 
 def _streaming(timeline: Timeline, voice: Mapping[str, _Voice], tones: Mapping[str, ToneSpec],
                wanted: float, target_lufs: float, ceiling_dbtp: float,
-               memo: _Memo | None) -> LevelPlan:
+               memo: _Memo | None, meter: _Meter) -> LevelPlan:
     planned = wanted + PLR_OVER_DB  # room for the shaping search landing a little over
-    tones_now = {name: _capped(spec, ceiling_dbtp - TONE_HEADROOM_DB - planned)
-                 for name, spec in tones.items()}
-    under = _Overlaps(timeline, tones_now)
-    gain = min(wanted, ceiling_dbtp - to_db(max(under.alone(), 1e-9)))
-    allowance = under.per_cue(timeline, {text: v.leveled for text, v in voice.items()})
-    room = from_db(ceiling_dbtp) / from_db(planned)
-    peaks = {text: max(room - allowance.get(text, 0.0), 1e-6) for text in voice}
+    cap = ceiling_dbtp - TONE_HEADROOM_DB - planned
+    tones_now = {name: _capped(spec, cap) for name, spec in tones.items()}
+    boost = 0.0
+    for _ in range(3):
+        under = _Overlaps(timeline, tones_now)
+        gain = min(wanted, ceiling_dbtp - to_db(max(under.alone(), 1e-9)))
+        allowance = under.per_cue(timeline, {text: v.leveled for text, v in voice.items()})
+        room = from_db(ceiling_dbtp) / from_db(planned)
+        peaks = {text: max(room - allowance.get(text, 0.0), 1e-6) for text in voice}
+        # Cues whose peak budget is under MIN_PLR_DB will be turned down to it
+        # (_Shaper._make): when that leaves the mix short of the target (brief
+        # cues over long quiet glides), the tones make up for it, up to their
+        # own headroom, rather than the file missing -16 LUFS.
+        level = _expected_loudness(meter, voice, peaks, tones_now, target_lufs, gain)
+        if level >= target_lufs - SHORTFALL_DB or boost >= BOOST_MAX_DB:
+            break
+        boost = _tone_boost(meter, voice, peaks, tones, cap, target_lufs, gain)
+        tones_now = {name: _capped(replace(spec, db=spec.db + boost), cap)
+                     for name, spec in tones.items()}
     done = {"wanted": wanted, "gain": gain, "tones_db": {n: t.db for n, t in tones_now.items()},
             "peaks": peaks, "recipes": {}}
     if memo is not None:
         memo.keep_plan(target_lufs, ceiling_dbtp, done, {t: v.loudness for t, v in voice.items()})
     return _streamed(timeline, voice, tones, done, target_lufs, ceiling_dbtp, memo)
+
+
+def _expected_loudness(meter: _Meter, voice: Mapping[str, _Voice], peaks: Mapping[str, float],
+                       tones: Mapping[str, ToneSpec], target: float, gain: float) -> float:
+    """The mix's loudness once cues out of their peak budget's reach are turned down to it."""
+    levels = {}
+    for text, v in voice.items():
+        short = max(0.0, MIN_PLR_DB - (to_db(peaks[text]) - target))  # dB the cue is turned down
+        levels[text] = v.unit.at(v.leveled.scale / 32768.0 * from_db(-short))
+    return meter.loudness(levels, tones) + gain
+
+
+def _tone_boost(meter: _Meter, voice: Mapping[str, _Voice], peaks: Mapping[str, float],
+                tones: Mapping[str, ToneSpec], cap: float, target: float, gain: float) -> float:
+    """How many dB up the tones must go (each at most to `cap`) for the mix to reach `target`."""
+    low, high = 0.0, BOOST_MAX_DB
+    for _ in range(12):  # bisection: the loudness rises with the tones
+        mid = (low + high) / 2
+        boosted = {name: _capped(replace(spec, db=spec.db + mid), cap) for name, spec in tones.items()}
+        if _expected_loudness(meter, voice, peaks, boosted, target, gain) < target:
+            low = mid
+        else:
+            high = mid
+    return high
 
 
 def _streamed(timeline: Timeline, voice: Mapping[str, _Voice], tones: Mapping[str, ToneSpec],
