@@ -351,12 +351,20 @@ def test_builtin_routine_encoded_in_parts_is_one_encode_spliced(desk_reset, tmp_
     assert np.abs(other - two).max() <= 1 / 32768
 
 
-def test_a_breathing_only_routine_still_measures_minus_16_lufs(tmp_path, monkeypatch):
-    """Brief real cues over long quiet glides: without the tones making up for the
-    cues turned down to the ceiling, this exported at -17.9 LUFS (SPEC 5: -16 +- 1)."""
+@pytest.mark.parametrize("steps", [
+    # Brief cues over long quiet glides: -17.9 LUFS before the tones made up for
+    # the cues turned down to the ceiling.
+    "  - breathe: {in: 4s, out: 6s, cycles: 15}\n",
+    # A long hold of nothing but ticks: -20.5 LUFS before, -18.1 with the tones
+    # raised while ticks lasted 40 ms (80 ms now).
+    "  - say: Hold the stretch and follow the ticks.\n  - hold: 3m\n    tick: true\n"
+    "  - say: Release.\n",
+], ids=["breathing", "ticking"])
+def test_routines_carried_by_their_tones_still_measure_minus_16_lufs(tmp_path, monkeypatch, steps):
+    """SPEC 5 (-16 +- 1 LUFS, <= -1 dBTP) for routines whose voice alone cannot carry the level."""
     monkeypatch.setenv("VOICEFLEX_CACHE_DIR", str(tmp_path / "voice-cache"))
-    routine = tmp_path / "breathing.yaml"
-    routine.write_text("title: Only breathing\nsteps:\n  - breathe: {in: 4s, out: 6s, cycles: 15}\n")
+    routine = tmp_path / "tones.yaml"
+    routine.write_text("title: Carried by tones\nsteps:\n" + steps)
     out = pipeline.export(str(routine), tmp_path / "out")
     loud, peak = ebur128(out)
     assert abs(loud + 16.0) <= 0.5

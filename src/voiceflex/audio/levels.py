@@ -105,7 +105,10 @@ ESTIMATED_LOSS_DB = 3.0
 # most BOOST_MAX_DB, and never past their headroom) to make up for cues that
 # must be turned down to fit the peak ceiling.
 SHORTFALL_DB = 0.3
-BOOST_MAX_DB = 12.0
+BOOST_MAX_DB = 24.0
+# Tones raised so come at most this close to the ceiling (their own true peak
+# is known: TP_FACTOR), against TONE_HEADROOM_DB for tones at their set level.
+BOOST_HEADROOM_DB = 1.0
 # How far over its budget the shaping search may land (dynamics.PLR_OVER_DB).
 PLR_OVER_DB = 0.05
 # A tone's true peak over its sample peak: at most 1/cos(pi f / rate), 0.2 dB
@@ -259,6 +262,7 @@ def _streaming(timeline: Timeline, voice: Mapping[str, _Voice], tones: Mapping[s
     planned = wanted + PLR_OVER_DB  # room for the shaping search landing a little over
     cap = ceiling_dbtp - TONE_HEADROOM_DB - planned
     tones_now = {name: _capped(spec, cap) for name, spec in tones.items()}
+    boost_cap = ceiling_dbtp - BOOST_HEADROOM_DB - planned
     boost = 0.0
     for _ in range(3):
         under = _Overlaps(timeline, tones_now)
@@ -273,8 +277,8 @@ def _streaming(timeline: Timeline, voice: Mapping[str, _Voice], tones: Mapping[s
         level = _expected_loudness(meter, voice, peaks, tones_now, target_lufs, gain)
         if level >= target_lufs - SHORTFALL_DB or boost >= BOOST_MAX_DB:
             break
-        boost = _tone_boost(meter, voice, peaks, tones, cap, target_lufs, gain)
-        tones_now = {name: _capped(replace(spec, db=spec.db + boost), cap)
+        boost = _tone_boost(meter, voice, peaks, tones, boost_cap, target_lufs, gain)
+        tones_now = {name: _capped(replace(spec, db=spec.db + boost), boost_cap)
                      for name, spec in tones.items()}
     done = {"wanted": wanted, "gain": gain, "tones_db": {n: t.db for n, t in tones_now.items()},
             "peaks": peaks, "recipes": {}}

@@ -29,12 +29,15 @@ class ToneSpec:
         return self.freq_end is not None
 
 
-# Distinct pitches for distinct meanings; all sit under the voice.
+# Distinct pitches for distinct meanings; all sit under the voice.  The tick
+# lasts 80 ms: a hold of nothing but ticks must still reach -16 LUFS under
+# the peak limit once the tones are raised (levels.py), and a 40 ms tick,
+# mostly its fades, peaked out at -18.1 LUFS.
 DEFAULT_TONES: dict[str, ToneSpec] = {
     "start": ToneSpec(880.0, 180),
     "end": ToneSpec(660.0, 320),
     "switch": ToneSpec(740.0, 250),
-    "tick": ToneSpec(1320.0, 40, db=-22.0),
+    "tick": ToneSpec(1320.0, 80, db=-22.0),
     "done": ToneSpec(523.25, 700),
     "inhale": ToneSpec(330.0, 4000, freq_end=495.0, db=-22.0),
     "exhale": ToneSpec(495.0, 6000, freq_end=330.0, db=-22.0),
