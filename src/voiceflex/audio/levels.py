@@ -26,7 +26,7 @@ How an export reaches -16 LUFS integrated with true peak <= -1 dBTP:
    always holds.  Where those turned-down cues would leave the mix short of
    the target (brief cues over long quiet glides: a breathing routine
    measured -17.9 LUFS), all tones are raised together until the expected
-   loudness meets it, never past their headroom under the ceiling.
+   loudness meets it, never closer than BOOST_HEADROOM_DB to the ceiling.
 
 How the mix is measured without holding it: K-weighting is linear, so the
 K-weighted mix is the sum of the K-weighted sounds at their places, and the

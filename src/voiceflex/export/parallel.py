@@ -99,7 +99,7 @@ def _joins(middles: list[int], total: int, count: int) -> list[int]:
 
 
 def _silences(timeline: Timeline, total: int) -> list[tuple[int, int]]:
-    """Stretches of the track at least SILENCE long where nothing sounds, MARGIN clear of sound."""
+    """Stretches of the track at least SILENCE long where nothing sounds, EDGE clear of each sound."""
     sounding = sorted((max(0, ms_to_samples(e.start_ms) - EDGE), ms_to_samples(e.end_ms) + EDGE)
                       for e in timeline.events)
     gaps, quiet_from = [], 0
