@@ -392,15 +392,17 @@ def test_streaming_plan_starts_before_shaping_and_keeps_the_targets():
     assert loudness.to_db(loudness.true_peak(out)) <= -1.7 + 0.01
 
 
-def breathing(cycles: int = 12):
+def breathing(cycles: int = 12, cue_s: float = 0.6, into_ms: int = 0, in_ms: int = 4000,
+              out_ms: int = 6000):
     """Brief cues over long quiet glides: a breathing exercise, as `breathe` makes it."""
-    clips = {"in": FakeClip(speechlike(0.6, seed=81, level=0.9)),
-             "out": FakeClip(speechlike(0.6, seed=82, level=0.9))}
+    clips = {"in": FakeClip(speechlike(cue_s, seed=81, level=0.9)),
+             "out": FakeClip(speechlike(cue_s, seed=82, level=0.9))}
     events, t = [], 0
     for _ in range(cycles):
-        events += [tone("inhale", t, t + 4000), speech(t, clips["in"], "in"),
-                   tone("exhale", t + 4000, t + 10000), speech(t + 4000, clips["out"], "out")]
-        t += 10000
+        events += [tone("inhale", t, t + in_ms), speech(t + into_ms, clips["in"], "in"),
+                   tone("exhale", t + in_ms, t + in_ms + out_ms),
+                   speech(t + in_ms + into_ms, clips["out"], "out")]
+        t += in_ms + out_ms
     return timeline(events, t), clips
 
 
@@ -419,6 +421,18 @@ def test_streaming_raises_the_tones_when_turned_down_cues_leave_the_mix_short():
     assert raised > 1.0  # the glides went up...
     for spec in plan.tones.values():  # ...but no tone past a raised tone's headroom
         assert spec.db + plan.gain_db <= -1.7 - levels.BOOST_HEADROOM_DB + 0.1
+
+
+def test_tones_raised_in_several_rounds_keep_the_peak_ceiling():
+    # Three rounds of raising the tones: each cue's peak budget must be the one
+    # for the tones finally under it, or cue and tone together pass the ceiling.
+    tl, clips = breathing(8, cue_s=1.2, into_ms=1500, in_ms=4000, out_ms=4000)
+    plan = levels.plan_levels(tl, clips, DEFAULT_TONES, target_lufs=-15.55, ceiling_dbtp=-4.0,
+                              streaming=True)
+    out = np.concatenate(list(mixer.render(tl, plan.clips, plan.tones, gain_db=plan.gain_db)))
+    plan.close()
+    assert plan.tones["inhale"].db > DEFAULT_TONES["inhale"].db  # raised
+    assert loudness.to_db(loudness.true_peak(out)) <= -4.0 + 0.01
 
 
 def test_streaming_leaves_the_tones_alone_when_the_voice_carries_the_loudness():

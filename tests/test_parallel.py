@@ -623,3 +623,54 @@ def test_a_full_disk_while_splicing_is_an_encoder_error(material, tmp_path, monk
         export_on(2, monkeypatch, timeline, clips, tmp_path / "two.mp3")
     assert ".part" not in str(caught.value)  # named by its final name, not the temporary one
     assert_nothing_left(tmp_path)
+
+
+@needs_ffmpeg
+def test_a_failing_part_is_named_by_the_file_the_user_asked_for(material, tmp_path, monkeypatch,
+                                                                 encodes):
+    timeline, clips = material
+
+    real = parallel.Mp3Sink
+
+    class Failing(real):
+        def write(self, pcm):  # as ffmpeg's failure reads: it names the file it wrote
+            raise EncoderError(f"ffmpeg could not encode {self.path.name}: broken")
+
+    made: list[Path] = []
+
+    def sink(path, kbps):  # the second part's encoder fails
+        made.append(path)
+        return (Failing if len(made) == 2 else real)(path, kbps)
+
+    monkeypatch.setattr(parallel, "Mp3Sink", sink)
+    with pytest.raises(EncoderError) as caught:
+        export_on(2, monkeypatch, timeline, clips, tmp_path / "two.mp3")
+    assert str(caught.value) == "ffmpeg could not encode two.mp3 (part 2): broken"
+    assert_nothing_left(tmp_path)
+
+
+def test_every_reader_of_a_track_whose_levels_fail_gets_the_error_once(material, monkeypatch):
+    timeline, clips = material
+    calls = []
+
+    def failing(*args, **kwargs):
+        calls.append(threading.current_thread().name)
+        raise EncoderError("no levels")
+
+    monkeypatch.setattr("voiceflex.audio.levels.plan_levels", failing)
+    track = make_track(timeline, clips)
+    errors = []
+
+    def read(start):
+        try:
+            next(track.read(start))
+        except EncoderError as e:
+            errors.append(str(e))
+
+    threads = [threading.Thread(target=read, args=(s,)) for s in (0, RATE * 60, RATE * 120)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == ["no levels"] * 3
+    assert len(calls) == 1  # planned once, not again by each reader

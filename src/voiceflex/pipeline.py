@@ -87,6 +87,7 @@ class Track:
         self.total = total_samples(plan.timeline)
         self._aim = levels_for(fmt, parse_bitrate(bitrate) if fmt == "mp3" else 0)
         self._levels = None
+        self._failed: BaseException | None = None  # raised again to every later reader
         self._lock = threading.Lock()
 
     def read(self, start: int = 0, stop: int | None = None) -> Iterator[np.ndarray]:
@@ -108,6 +109,8 @@ class Track:
         from voiceflex.voice.cache import default_cache_dir
 
         with self._lock:
+            if self._failed is not None:  # each reader of a failed plan fails at once
+                raise self._failed
             if self._levels is None:
                 # Streaming: the gain is known after one measurement; cues are
                 # shaped on another core, ahead of the mix, while the first
@@ -115,9 +118,14 @@ class Track:
                 # voice cache: rendering the routine again (export after play,
                 # a second export) starts without it.
                 target, ceiling = self._aim
-                self._levels = plan_levels(self.plan.timeline, self.plan.clips, self.plan.routine.tones,
-                                           target_lufs=target, ceiling_dbtp=ceiling, streaming=True,
-                                           memo_dir=default_cache_dir() / "levels")
+                try:
+                    self._levels = plan_levels(
+                        self.plan.timeline, self.plan.clips, self.plan.routine.tones,
+                        target_lufs=target, ceiling_dbtp=ceiling, streaming=True,
+                        memo_dir=default_cache_dir() / "levels")
+                except BaseException as e:
+                    self._failed = e
+                    raise
             return self._levels
 
 

@@ -264,12 +264,16 @@ def _streaming(timeline: Timeline, voice: Mapping[str, _Voice], tones: Mapping[s
     tones_now = {name: _capped(spec, cap) for name, spec in tones.items()}
     boost_cap = ceiling_dbtp - BOOST_HEADROOM_DB - planned
     boost = 0.0
-    for _ in range(3):
+    for attempt in range(4):
+        # The gain and every cue's peak budget, for the tones as they now are
+        # (the last round only works these out, for the tones last raised).
         under = _Overlaps(timeline, tones_now)
         gain = min(wanted, ceiling_dbtp - to_db(max(under.alone(), 1e-9)))
         allowance = under.per_cue(timeline, {text: v.leveled for text, v in voice.items()})
         room = from_db(ceiling_dbtp) / from_db(planned)
         peaks = {text: max(room - allowance.get(text, 0.0), 1e-6) for text in voice}
+        if attempt == 3:
+            break
         # Cues whose peak budget is under MIN_PLR_DB will be turned down to it
         # (_Shaper._make): when that leaves the mix short of the target (brief
         # cues over long quiet glides), the tones make up for it, up to their

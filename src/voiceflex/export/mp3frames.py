@@ -61,6 +61,8 @@ def read_info(path: Path) -> Info:
         if len(head) < 4:
             raise SpliceError(f"{path.name} is not an MP3 stream")
         frame = head + f.read(_frame_size(head, 0) - 4)
+    if len(frame) < _LAME + 36:
+        raise SpliceError(f"{path.name} ends inside its Info frame")
     if frame[_TAG:_TAG + 4] not in (b"Info", b"Xing") or frame[_TAG + 7] & 0x0F != 0x0F:
         raise SpliceError(f"{path.name} has no Info frame with counts and a table of contents")
     if frame[_LAME:_LAME + 4] not in (b"LAME", b"Lavf", b"Lavc"):

@@ -170,16 +170,26 @@ def encode(track: Source, parts: Sequence[Part], path: Path, kbps: int,
         except OSError as e:  # a full disk, a file size limit
             raise EncoderError(f"could not write {path}: {e.strerror or e}") from None
         return True
-    except BaseException:
+    except BaseException as exc:
         for sink in sinks:
             sink.abort()  # the feeding threads' next write fails: they end
         for thread in threads:
             thread.join(timeout=10)
+        if isinstance(exc, EncoderError):
+            raise _named(exc, paths) from None
         raise
     finally:
         for extra in paths[1:]:
             with contextlib.suppress(OSError):
                 os.unlink(extra)
+
+
+def _named(error: EncoderError, paths: Sequence[Path]) -> EncoderError:
+    """`error` naming a part's own file as that part of the first one (which the caller names)."""
+    message = str(error)
+    for number, extra in enumerate(paths[1:], start=2):
+        message = message.replace(extra.name, f"{paths[0].name} (part {number})")
+    return error if message == str(error) else EncoderError(message, hint=error.hint)
 
 
 class _Progress:
