@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import json
 import re
 from pathlib import Path
 
 import jsonschema
 import pytest
-import yaml
 
 from voiceflex.errors import RoutineError, UsageError
 from voiceflex.routine import builtin_names, load, resolve
