@@ -263,14 +263,15 @@ def _streaming(timeline: Timeline, voice: Mapping[str, _Voice], tones: Mapping[s
     cap = ceiling_dbtp - TONE_HEADROOM_DB - planned
     tones_now = {name: _capped(spec, cap) for name, spec in tones.items()}
     boost_cap = ceiling_dbtp - BOOST_HEADROOM_DB - planned
+    room = from_db(ceiling_dbtp) / from_db(planned)  # the peak a clip may have at its own level
+    leveled = {text: v.leveled for text, v in voice.items()}
     boost = 0.0
     for attempt in range(4):
         # The gain and every cue's peak budget, for the tones as they now are
         # (the last round only works these out, for the tones last raised).
         under = _Overlaps(timeline, tones_now)
         gain = min(wanted, ceiling_dbtp - to_db(max(under.alone(), 1e-9)))
-        allowance = under.per_cue(timeline, {text: v.leveled for text, v in voice.items()})
-        room = from_db(ceiling_dbtp) / from_db(planned)
+        allowance = under.per_cue(timeline, leveled)
         peaks = {text: max(room - allowance.get(text, 0.0), 1e-6) for text in voice}
         if attempt == 3:
             break
