@@ -111,7 +111,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--audio", metavar="FILE", help="check this file (e.g. an exported MP3) instead of a fresh render")
     p.add_argument("--json", action="store_true", help="print the report as JSON (docs/check.md)")
     p = command("voices", _voices, "list the voices of a speech engine")
-    p.add_argument("--engine", default="pyttsx3", choices=["pyttsx3", "espeak-ng"])
+    p.add_argument("--engine", default="pyttsx3", choices=["pyttsx3", "espeak-ng", "piper"])
     command("schema", _schema, "print the JSON Schema of routine files, for editors")
     return parser
 
