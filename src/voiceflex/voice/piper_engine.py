@@ -19,11 +19,14 @@ from voiceflex.voice.workers import CUE_TIMEOUT, WorkerPool
 BACKEND = "voiceflex.voice.piper_backend:PiperBackend"
 _FIX = "pip install 'voiceflex[piper]' (or run scripts/setup)"
 
-# Calibrated on the built-in routines' 67 cue texts (docs/voices.md): at
-# length_scale 1.0 Piper's joe speaks them in 0.93x the time pyttsx3 takes at
-# 160 words a minute, so 160 wpm is length_scale 1/0.93; other rates scale
-# inversely, as espeak's do.
-LENGTH_SCALE_AT_160 = 1.08
+# Calibrated on the built-in routines' 67 distinct cue texts (docs/voices.md).
+# pyttsx3 speaks them in 155.9 s at 160 words a minute, and about in inverse
+# proportion to the rate (300.2 s at 80, 76.6 s at 320).  Piper's joe takes
+# roughly 36 + 96.3 * length_scale seconds (83.7 s at 0.5, 133.0 at 1, 228.4
+# at 2): the pauses and the ends of words do not stretch.  So the rate maps to
+# length_scale = 1.619 * 160 / rate - 0.309, the offset set so that 160 words a
+# minute give 156.6 s (1.31); 80 give 321.1 s, 400 give 71.6 s.
+_STRETCH, _FIXED = 1.619, 0.309
 MIN_RATE, MAX_RATE = 80, 400
 
 # The model's own noise is drawn inside it: with it, one text gives different
@@ -47,7 +50,7 @@ def length_scale(rate: int) -> float:
     """Piper's `length_scale` for `rate` words per minute (80..400)."""
     if not MIN_RATE <= rate <= MAX_RATE:
         raise ValueError(f"a rate of {rate} words per minute is outside {MIN_RATE}..{MAX_RATE}")
-    return round(LENGTH_SCALE_AT_160 * 160 / rate, 4)
+    return round(_STRETCH * 160 / rate - _FIXED, 4)
 
 
 def check_installed() -> None:
@@ -105,7 +108,7 @@ class PiperEngine:
                 f"piper-tts {metadata.version('piper-tts')}, "
                 f"onnxruntime {metadata.version('onnxruntime')}, "
                 f"models {models_digest(list(self._voice_files().values()))}, "
-                f"noise {NOISE_SCALE:g}/{NOISE_W_SCALE:g}, 160 wpm = {LENGTH_SCALE_AT_160:g}, "
+                f"noise {NOISE_SCALE:g}/{NOISE_W_SCALE:g}, speed {_STRETCH:g}/{_FIXED:g}, "
                 f"pause {SENTENCE_PAUSE_MS} ms, quiet {QUIET}, rate {RATE}"
             )
         return self._version
