@@ -36,9 +36,9 @@ NOISE_SCALE = 0.0
 NOISE_W_SCALE = 0.0
 
 # Between two sentences of one cue.  Piper speaks each sentence on its own and
-# leaves only its faint padding between them; espeak pauses about 0.3 s there
+# leaves only its faint padding between them; espeak pauses 350-400 ms there (Piper's own command line 200 ms plus its ~150 ms padding)
 # (docs/voices.md), and a listener hears a shorter gap as a run-on.
-SENTENCE_PAUSE_MS = 300
+SENTENCE_PAUSE_MS = 350
 
 # Piper's padding before and after speech is faint noise (-100 dBFS and below),
 # not digital zeros, and the speech fades into it.  Samples at most this big

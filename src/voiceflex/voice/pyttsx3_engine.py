@@ -100,7 +100,7 @@ class Pyttsx3Engine:
         # Starting a worker costs ~0.1 s, so the answer is kept on disk for
         # this installation: a warm `play` then starts no worker at all.
         if self._info is None:
-            memo = default_cache_dir() / f"pyttsx3-info-{_fingerprint(self._library)}.json"
+            memo = default_cache_dir() / f"pyttsx3-info-2-{_fingerprint(self._library)}.json"
             try:
                 version, voices = json.loads(memo.read_text())
             except (OSError, ValueError):
