@@ -11,7 +11,8 @@ import numpy as np
 import pytest
 
 from voiceflex.audio.rate import RATE
-from voiceflex.errors import EngineError, UnknownVoiceError
+from voiceflex import pipeline
+from voiceflex.errors import EngineError, RoutineError, UnknownVoiceError
 from voiceflex.routine.model import VoiceSettings
 from voiceflex.voice import piper_engine, piper_voices, resolve_voice, trim_silence
 from voiceflex.voice.pyttsx3_backend import _in_child
@@ -217,3 +218,13 @@ def _raise(e: Exception) -> None:
 
 def _die() -> None:
     os.kill(os.getpid(), signal.SIGKILL)
+
+
+def test_an_unknown_piper_voice_in_a_routine_is_an_error_at_its_line(data_dir, tmp_path):
+    add_voice(data_dir, "en_GB-alba-low")
+    routine = tmp_path / "r.yaml"
+    routine.write_text("title: T\nvoice:\n  engine: piper\n  id: en_GB-alba-lo\nsteps:\n  - say: Hello.\n")
+    with pytest.raises(RoutineError) as caught:
+        pipeline.plan(str(routine))
+    message = str(caught.value)
+    assert f"{routine}:4:" in message and "did you mean en_GB-alba-low" in message
