@@ -208,7 +208,7 @@ def test_each_child_starts_from_the_workers_untouched_state():
 def test_a_childs_exception_and_its_crash_are_raised_in_the_worker():
     with pytest.raises(RuntimeError, match="ValueError: no"):
         _in_child(_raise, ValueError("no"))
-    with pytest.raises(RuntimeError, match="killed by signal 9"):
+    with pytest.raises(RuntimeError, match="killed by SIGKILL"):
         _in_child(_die)
 
 

@@ -45,11 +45,6 @@ class PiperBackend:
             self._loaded[(model, config)] = voice
         return voice
 
-    def load(self, model: str, config: str) -> bool:
-        """Load a voice now (a worker warms up while the parent does other work)."""
-        self._voice(model, config)
-        return True
-
     def render(
         self, text: str, model: str, config: str, scales: tuple[float, float, float]
     ) -> tuple[list[bytes], int]:

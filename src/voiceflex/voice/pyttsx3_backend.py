@@ -8,11 +8,13 @@ from __future__ import annotations
 import ctypes
 import os
 import pickle
+import signal
 from collections.abc import Callable
 from importlib import metadata
 from typing import TypeVar
 
 T = TypeVar("T")
+CHILD_LIMIT_S = 60
 
 
 class Pyttsx3Backend:
@@ -84,6 +86,9 @@ def _in_child(function: Callable[..., T], *args: object) -> T:
     if pid == 0:  # the child: answer through the pipe and leave without clean-up
         status = 0
         try:
+            # The pool kills a worker that hangs; a child hung in libespeak-ng
+            # would outlive it.  No cue takes a minute.
+            signal.alarm(CHILD_LIMIT_S)
             os.close(read_end)
             try:
                 reply = ("ok", function(*args))
@@ -101,7 +106,7 @@ def _in_child(function: Callable[..., T], *args: object) -> T:
     _, wait_status = os.waitpid(pid, 0)
     if not data:
         code = os.waitstatus_to_exitcode(wait_status)
-        how = f"killed by signal {-code}" if code < 0 else f"exited with status {code}"
+        how = f"killed by {signal.Signals(-code).name}" if code < 0 else f"exited with status {code}"
         raise RuntimeError(f"the speech process {how}")
     status, value = pickle.loads(data)
     if status != "ok":
