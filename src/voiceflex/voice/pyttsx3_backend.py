@@ -18,14 +18,19 @@ CHILD_LIMIT_S = 60
 
 
 class Pyttsx3Backend:
-    """Each request answered by a child forked from this worker, which never speaks itself.
+    """libespeak-ng started and given its voice here, and each cue spoken by a child forked from that.
 
     libespeak-ng carries synthesis state from one utterance to the next (the
     same text came out some ms longer or shorter, with another waveform, after
-    other texts), and neither re-setting the voice nor espeak_ng_Initialize
-    resets it.  A child forked from a worker that has imported pyttsx3 but
-    spoken nothing speaks each cue as a new process would, whatever the order
-    in which the cues were handed out (docs/voices.md: about 15 ms a cue).
+    other texts), and neither setting the voice again nor espeak_ng_Initialize
+    resets it.  This worker never speaks itself: each cue is spoken by a child
+    forked from it, so from the state of a process that has spoken nothing,
+    whatever the order in which the cues were handed out (docs/voices.md).
+
+    The child asks libespeak-ng, through pyttsx3's bindings and with the flags
+    pyttsx3 uses, to speak synchronously: that mode starts no thread (so the
+    fork is safe) and the cue is complete when Synth returns.  pyttsx3's own
+    threaded driver cut about 1 cue in 20 short when each ran in a fresh process.
     """
 
     def __init__(self) -> None:
@@ -34,15 +39,33 @@ class Pyttsx3Backend:
 
         self._pyttsx3 = pyttsx3
         self._espeak = _espeak
+        self._sample_rate = 0  # libespeak-ng is started on the first cue
+        self._voice: str | None = None
+        self._chunks: list[bytes] = []
 
     def info(self) -> tuple[str, list[tuple[str, str, tuple[str, ...]]]]:
         return _in_child(self._info)
 
     def render(self, text: str, voice: str, rate: int) -> tuple[bytes, int]:
         if not text.strip():
-            # save_to_file("") fails with a bare AssertionError; say what it is.
             raise ValueError("there is no text to speak")
-        return _in_child(self._render, text, voice, rate)
+        espeak = self._espeak
+        if not self._sample_rate:
+            self._sample_rate = espeak.Initialize(espeak.AUDIO_OUTPUT_SYNCHRONOUS, 1000)
+            if self._sample_rate <= 0:
+                raise RuntimeError("libespeak-ng could not start")
+            espeak.SetSynthCallback(self._on_synth)
+        if voice != self._voice:
+            # A pool serves one routine, so a worker sets its voice once.
+            if espeak.SetVoiceByName(voice.encode("utf-8")) != espeak.EE_OK:
+                raise RuntimeError(f"libespeak-ng has no voice {voice!r}")
+            self._voice = voice
+        return _in_child(self._speak, text, rate)
+
+    def _on_synth(self, wav, count, events) -> int:  # noqa: ANN001 - a ctypes callback
+        if count > 0:
+            self._chunks.append(ctypes.string_at(wav, count * 2))
+        return 0
 
     def _info(self) -> tuple[str, list[tuple[str, str, tuple[str, ...]]]]:
         tts = self._pyttsx3.init("espeak")
@@ -51,32 +74,14 @@ class Pyttsx3Backend:
         voices = [(v.id, v.name, tuple(v.languages or ())) for v in tts.getProperty("voices")]
         return version, voices
 
-    def _render(self, text: str, voice: str, rate: int) -> tuple[bytes, int]:
-        # pyttsx3's own driver runs espeak on a thread and writes the file from
-        # its callback; in a fresh process that raced about 1 cue in 20 into a
-        # clip cut short.  This child speaks one cue and ends, so it asks
-        # libespeak-ng, through pyttsx3's bindings and with pyttsx3's flags, to
-        # speak synchronously: the cue is complete when Synth returns.
+    def _speak(self, text: str, rate: int) -> tuple[bytes, int]:
         espeak = self._espeak
-        sample_rate = espeak.Initialize(espeak.AUDIO_OUTPUT_SYNCHRONOUS, 1000)
-        if sample_rate <= 0:
-            raise RuntimeError("libespeak-ng could not start")
-        chunks: list[bytes] = []
-
-        def on_synth(wav, count, events):  # noqa: ANN001 - a ctypes callback
-            if count > 0:
-                chunks.append(ctypes.string_at(wav, count * 2))
-            return 0
-
-        espeak.SetSynthCallback(on_synth)
-        if espeak.SetVoiceByName(voice.encode("utf-8")) != espeak.EE_OK:
-            raise RuntimeError(f"libespeak-ng has no voice {voice!r}")
         espeak.SetParameter(espeak.RATE, rate, 0)
         espeak.Synth(text.encode("utf-8"), flags=espeak.ENDPAUSE | espeak.CHARS_UTF8)
-        frames = b"".join(chunks)
+        frames = b"".join(self._chunks)
         if not frames.strip(b"\0"):
             raise RuntimeError("libespeak-ng produced no sound")
-        return frames, sample_rate
+        return frames, self._sample_rate
 
 
 def _in_child(function: Callable[..., T], *args: object) -> T:
