@@ -583,11 +583,14 @@ def main() -> int:
         print()
         print_table(rows, args.markdown)
         print()
-        print(f"30-min routine: {info30['chapters']} chapters, {info30['events']} events, "
-              f"{info30['speech']} spoken cues, {info30['distinct']} distinct; "
-              f"2-hour: {info120['events']} events, {info120['distinct']} distinct cues")
-        print(f"peak RSS split (own / largest child): 30 min {rss30[0]:.0f} / {rss30[1]:.0f} MB, "
-              f"2 h {rss120[0]:.0f} / {rss120[1]:.0f} MB")
+        if full:
+            print(f"30-min routine: {info30['chapters']} chapters, {info30['events']} events, "
+                  f"{info30['speech']} spoken cues, {info30['distinct']} distinct; "
+                  f"2-hour: {info120['events']} events, {info120['distinct']} distinct cues")
+            print(f"peak RSS split (own / largest child): 30 min {rss30[0]:.0f} / {rss30[1]:.0f} MB, "
+                  f"2 h {rss120[0]:.0f} / {rss120[1]:.0f} MB")
+        print(f"30-min routine with piper: {info_piper['events']} events, {info_piper['speech']} spoken "
+              f"cues, {info_piper['distinct']} distinct, {info_piper['spoken_s']:.0f} s of speech")
         for hang in HANGS:
             print(f"WARNING: {hang}")
         print(f"load average (1 min) during the runs: median {statistics.median(loads):.2f}, "
@@ -596,7 +599,7 @@ def main() -> int:
             print(f"{key}: {value}")
         if args.json:
             Path(args.json).write_text(json.dumps({
-                "machine": machine(), "routines": [info30, info120],
+                "machine": machine(), "routines": [info30, info120, info_piper],
                 "rss_split_mb": {"30": rss30, "120": rss120},
                 "series": {k: [vars(r) for r in s.runs] for k, s in series.items()},
             }, indent=2))
