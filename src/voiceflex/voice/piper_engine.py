@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import importlib.util
-import re
 from collections.abc import Iterator, Sequence
 from importlib import metadata
 
@@ -36,8 +35,9 @@ NOISE_SCALE = 0.0
 NOISE_W_SCALE = 0.0
 
 # Between two sentences of one cue.  Piper speaks each sentence on its own and
-# leaves only its faint padding between them; espeak pauses 350-400 ms there (Piper's own command line 200 ms plus its ~150 ms padding)
-# (docs/voices.md), and a listener hears a shorter gap as a run-on.
+# leaves only its faint padding between them, which a listener hears as a
+# run-on.  espeak pauses 350-400 ms there, and Piper's own command line 200 ms
+# on top of that padding (~150 ms): docs/voices.md.
 SENTENCE_PAUSE_MS = 350
 
 # Piper's padding before and after speech is faint noise (-100 dBFS and below),
