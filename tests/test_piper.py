@@ -228,3 +228,9 @@ def test_an_unknown_piper_voice_in_a_routine_is_an_error_at_its_line(data_dir, t
         pipeline.plan(str(routine))
     message = str(caught.value)
     assert f"{routine}:4:" in message and "did you mean en_GB-alba-low" in message
+
+
+def test_a_cue_the_model_speaks_as_silence_is_an_error_naming_it(fake_backend):
+    with pytest.raises(EngineError, match='could not speak ". ": piper produced no sound') as caught:
+        dict(piper_engine.PiperEngine().render([". "], "fake-voice", 160))
+    assert caught.value.cue == ". "
