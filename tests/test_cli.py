@@ -83,8 +83,9 @@ def test_errors_on_a_terminal_show_the_line_and_a_caret(tmp_path, capsys, monkey
 def test_clock_carries_into_the_minute():
     from voiceflex.cli import _clock
 
-    assert [_clock(ms) for ms in (0, 59_940, 59_960, 61_250, 3_600_000)] == \
-        ["0:00.0", "0:59.9", "1:00.0", "1:01.2", "60:00.0"]
+    # Past an hour h:mm:ss.t, from the same function the plan's header uses.
+    assert [_clock(ms) for ms in (0, 59_940, 59_960, 61_250, 3_599_960, 4_073_700)] == \
+        ["0:00.0", "0:59.9", "1:00.0", "1:01.2", "1:00:00.0", "1:07:53.7"]
 
 
 def test_a_reader_leaving_early_is_no_error():
