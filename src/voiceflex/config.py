@@ -311,7 +311,9 @@ def _syntax_error(shown: str, text: str, message: str) -> Diagnostic:
         line, col = len(lines), len(lines[-1]) + 1
     what = match["message"]
     hint = ""
-    if what == "Invalid value":
+    lines = text.splitlines()
+    at = lines[line - 1][col - 1:col] if line <= len(lines) else ""
+    if what == "Invalid value" and at.isalpha():  # an unquoted word
         hint = '; text goes in quotes, e.g. engine = "piper"'
     elif what.startswith("Expected '=' after a key"):
         hint = "; each line is `key = value`"
