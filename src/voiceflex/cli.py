@@ -191,9 +191,10 @@ def _list(args: argparse.Namespace) -> int:
     from voiceflex.routine.durations import format_ms
 
     rows = []
+    settings = _settings(args)  # the lengths the config's voice gives
     with _voice_progress("Preparing voice cues") as progress:
         for name in builtin_names():
-            plan = pipeline.plan(name, on_voice_progress=progress)
+            plan = pipeline.plan(name, settings, on_voice_progress=progress)
             rows.append((name, plan.routine.title, format_ms(plan.timeline.duration_ms)))
     _table(["name", "title", "length"], rows)
     return EXIT_OK
