@@ -242,13 +242,13 @@ def test_a_config_that_is_not_utf8_or_huge_is_refused_with_its_place(tmp_path):
 
 @pytest.mark.parametrize("text", ["²", "①", "١٦٠", "160 ", "9" * 5000, "", "-160", "1e3"])
 def test_rate_arguments_take_only_plain_numbers(text):
-    from voiceflex.cli import _words_per_minute
+    from voiceflex.cli_options import words_per_minute
 
     if text == "160 ":
-        assert _words_per_minute(text) == 160
+        assert words_per_minute(text) == 160
         return
     with pytest.raises(argparse.ArgumentTypeError):
-        _words_per_minute(text)
+        words_per_minute(text)
 
 
 @pytest.mark.parametrize("text", ["²k", "①", "６４k", "9" * 5000 + "k", "64kk"])

@@ -5,12 +5,12 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import re
 import sys
 from contextlib import contextmanager
 from typing import Iterator
 
 from voiceflex import __version__
+from voiceflex import cli_options as options
 from voiceflex.errors import (
     EXIT_BAD_INPUT, EXIT_FAILURE, EXIT_OK, MissingComponentError, RoutineError, VoiceflexError,
 )
@@ -93,25 +93,25 @@ def _parser() -> argparse.ArgumentParser:
                    help="check the structure only, without timing the speech (synthesizes nothing)")
     p.epilog = ("validate times every cue with its real spoken length, as plan and export do: cues not yet "
                 "in the voice cache are synthesized, so overlapping speech and unknown voices are found too")
-    _voice_options(p)
+    options.voice_options(p)
     p = command("plan", _plan, "show the timeline of a routine")
     p.add_argument("routine", metavar="ROUTINE")
-    _voice_options(p)
+    options.voice_options(p)
     p.add_argument("--json", action="store_true", help="print the plan as JSON (SPEC section 4)")
     p = command("export", _export, "render a routine to an MP3 (or WAV) file with chapters")
     p.add_argument("routine", metavar="ROUTINE", nargs="?")
     p.add_argument("-o", "--output", metavar="DIR", help="folder to write to (default: audio/, or `output` in the config)")
     p.add_argument("--format", choices=["mp3", "wav"], default="mp3")
-    p.add_argument("--bitrate", type=_short_text, help="MP3 bitrate, 32k to 160k (default: 64k, or `bitrate` in the config)")
+    p.add_argument("--bitrate", type=options.short_text, help="MP3 bitrate, 32k to 160k (default: 64k, or `bitrate` in the config)")
     p.add_argument("--split", action="store_true",
                    help="one file per chapter in a folder DIR/<name>/, with an .m3u8 playlist")
     p.add_argument("--all", action="store_true", help="export every built-in routine")
-    _voice_options(p)
+    options.voice_options(p)
     p = command("play", _play, "play a routine live through the default sound output")
     p.add_argument("routine", metavar="ROUTINE")
     p.add_argument("--from", dest="start", metavar="CHAPTER",
                    help="start at this chapter: its number (from 1) or its title, or the start of it")
-    _voice_options(p)
+    options.voice_options(p)
     p.epilog = ("keys, when standard input is a terminal: space pauses and resumes, n or right arrow "
                 "skips to the next chapter, p or left arrow goes back to the chapter's start (twice: "
                 "the chapter before), q quits; Ctrl-C stops too (exit status 130)")
@@ -119,67 +119,18 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("routine", metavar="ROUTINE")
     p.add_argument("--audio", metavar="FILE", help="check this file (e.g. an exported MP3) instead of a fresh render")
     p.add_argument("--json", action="store_true", help="print the report as JSON (docs/check.md)")
-    _voice_options(p)
+    options.voice_options(p)
     p = command("voices", _voices, "list the voices of a speech engine")
-    p.add_argument("--engine", type=_engine_name, help="the engine (default: pyttsx3, or `engine` in the config)")
-    p.add_argument("--language", metavar="LANG", type=_short_text,
+    p.add_argument("--engine", type=options.engine_name, help="the engine (default: pyttsx3, or `engine` in the config)")
+    p.add_argument("--language", metavar="LANG", type=options.short_text,
                    help="only voices for this language, e.g. en or en-gb; the default voice for it is marked")
     command("schema", _schema, "print the JSON Schema of routine files, for editors")
     p = command("config", _config, "show the settings a command would use, and where each comes from")
     p.add_argument("routine", metavar="ROUTINE", nargs="?", help="also take this routine's voice into account")
-    _voice_options(p)
+    options.voice_options(p)
     p.epilog = ("settings are read from the config file (VOICEFLEX_CONFIG_DIR/config.toml if that is set); "
                 "the command line wins over the routine, the routine over the config file, that over the defaults")
     return parser
-
-
-def _voice_options(p: argparse.ArgumentParser) -> None:
-    """--engine, --voice and --rate: override the routine's `voice:` and the config file."""
-    p.add_argument("--engine", type=_engine_name, help="speech engine, e.g. pyttsx3, espeak-ng, piper")
-    p.add_argument("--voice", metavar="ID", type=_short_text,
-                   help="voice id (see `voiceflex voices`); without --engine it goes with the routine's engine")
-    p.add_argument("--rate", metavar="WPM", type=_words_per_minute, help="speaking rate, 80 to 400 words per minute")
-
-
-def _engine_name(text: str) -> str:
-    from voiceflex.config import check_engine
-
-    try:
-        return check_engine(text)
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from None
-
-
-def _words_per_minute(text: str) -> int:
-    from voiceflex.config import check_rate
-
-    # ASCII digits only: int() also takes "²" or "①" (and fails), or 5,000 digits.
-    if not re.fullmatch(r"[0-9]{1,4}", text.strip()):
-        raise argparse.ArgumentTypeError(f"{_shown(text)} is not a whole number of words per minute")
-    try:
-        return check_rate(int(text))
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from None
-
-
-def _short_text(text: str) -> str:
-    if not text.strip() or len(text) > 200 or not text.isprintable():
-        raise argparse.ArgumentTypeError(f"{_shown(text)} is not a value this can take")
-    return text
-
-
-def _shown(text: str) -> str:
-    """An argument, cut short and with unprintable characters escaped, for a message."""
-    text = text if len(text) <= 40 else text[:39] + "…"
-    return repr(text) if not text.isprintable() or not text else f'"{text}"'
-
-
-def _settings(args: argparse.Namespace):
-    """The command's settings: its options over the config file."""
-    from voiceflex.config import Settings
-
-    given = {key: getattr(args, key, None) for key in ("engine", "voice", "rate", "output", "bitrate")}
-    return Settings.load(**given)
 
 
 # ---- commands ----------------------------------------------------------------
@@ -191,7 +142,7 @@ def _list(args: argparse.Namespace) -> int:
     from voiceflex.routine.durations import format_ms
 
     rows = []
-    settings = _settings(args)  # the lengths the config's voice gives
+    settings = options.settings(args)  # the lengths the config's voice gives
     with _voice_progress("Preparing voice cues") as progress:
         for name in builtin_names():
             plan = pipeline.plan(name, settings, on_voice_progress=progress)
@@ -203,9 +154,9 @@ def _list(args: argparse.Namespace) -> int:
 def _validate(args: argparse.Namespace) -> int:
     from voiceflex import pipeline
 
-    settings = _settings(args)
+    settings = options.settings(args)
     status = EXIT_OK
-    for ref in _routine_files(args.routines):
+    for ref in options.routine_files(args.routines):
         try:
             with _voice_progress(f"Timing the cues of {ref}") as progress:
                 timeline = pipeline.validate(ref, settings, speech=not args.no_voice, on_voice_progress=progress)
@@ -221,31 +172,11 @@ def _validate(args: argparse.Namespace) -> int:
     return status
 
 
-def _routine_files(refs: list[str]) -> list[str]:
-    """The ROUTINE arguments with each folder replaced by its *.yaml and *.yml files (not its subfolders)."""
-    from pathlib import Path
-
-    from voiceflex.errors import UsageError
-
-    out = []
-    for ref in refs:
-        folder = Path(ref)
-        if not folder.is_dir():
-            out.append(ref)
-            continue
-        files = sorted(str(p) for p in folder.iterdir() if p.suffix in (".yaml", ".yml") and p.is_file())
-        if not files:
-            raise UsageError(f"{ref}: a folder with no .yaml or .yml files in it",
-                             hint="give routine files, or a folder that holds them")
-        out.extend(files)
-    return out
-
-
 def _plan(args: argparse.Namespace) -> int:
     from voiceflex import pipeline
 
     with _voice_progress("Rendering voice cues") as progress:
-        plan = pipeline.plan(args.routine, _settings(args), on_voice_progress=progress)
+        plan = pipeline.plan(args.routine, options.settings(args), on_voice_progress=progress)
     timeline = plan.timeline
     if args.json:
         json.dump(timeline.to_json(), sys.stdout, indent=2, ensure_ascii=False)
@@ -274,7 +205,7 @@ def _export(args: argparse.Namespace) -> int:
         raise UsageError("give one ROUTINE, or --all for every built-in routine")
     if args.bitrate is not None and args.format == "wav":
         raise UsageError("--bitrate is for MP3 files; a WAV file has none", hint="leave out --bitrate, or use --format mp3")
-    settings = _settings(args)
+    settings = options.settings(args)
     output = settings.choice("output")
     if Path(output.value).exists() and not Path(output.value).is_dir():
         where = "-o" if output.source == "cli" else f"`output` ({settings.describe(output)})"
@@ -297,7 +228,7 @@ def _play(args: argparse.Namespace) -> int:
     from voiceflex.errors import DeviceError
 
     with _voice_progress("Rendering voice cues") as progress:
-        plan = pipeline.plan(args.routine, _settings(args), on_voice_progress=progress)
+        plan = pipeline.plan(args.routine, options.settings(args), on_voice_progress=progress)
     chapter = player.find_chapter(plan.timeline, args.start) if args.start is not None else 0
     # Rendered while it plays: the device starts on the first seconds.
     track = player.TrackRender(plan)
@@ -328,7 +259,7 @@ def _check(args: argparse.Namespace) -> int:
     from voiceflex import check, pipeline
 
     with _voice_progress("Rendering voice cues") as progress:
-        plan = pipeline.plan(args.routine, _settings(args), on_voice_progress=progress)
+        plan = pipeline.plan(args.routine, options.settings(args), on_voice_progress=progress)
     with _voice_progress("Listening to the cues") as progress:
         report = check.check(plan, args.audio, on_progress=progress)
     if args.json:
@@ -359,7 +290,7 @@ def _voices(args: argparse.Namespace) -> int:
     from voiceflex.errors import UnknownVoiceError
     from voiceflex.routine.model import VoiceSettings
 
-    settings = _settings(args)
+    settings = options.settings(args)
     engine = settings.choice("engine").value
     language = args.language or "en-us"
     voices = voice.list_voices(engine)
@@ -381,10 +312,11 @@ def _voices(args: argparse.Namespace) -> int:
 def _config(args: argparse.Namespace) -> int:
     from voiceflex import config, pipeline, routine
 
-    settings = _settings(args)
+    settings = options.settings(args)
     loaded = routine.load(args.routine) if args.routine else None
-    choices = settings.voice_choices(loaded.voice if loaded else None)
-    wanted, voice_id = pipeline.chosen_voice(args.routine, settings)  # an unknown voice fails as in `plan`
+    routine_voice = loaded.voice if loaded else None
+    choices = settings.voice_choices(routine_voice)
+    wanted, voice_id = pipeline.chosen_voice(routine_voice, settings)  # an unknown voice fails as in `plan`
     rows = []
     for key in config.KEYS:
         chosen = choices.get(key) or settings.choice(key)

@@ -81,11 +81,11 @@ def plan(ref: str, settings: Settings | None = None, *, engine=None,
     return Plan(routine, timeline, clips)
 
 
-def chosen_voice(ref: str | None, settings: Settings | None = None) -> tuple[VoiceSettings, str]:
-    """The voice settings a routine (or, with no `ref`, one with no `voice:`) is spoken with, and the voice id."""
+def chosen_voice(routine_voice: VoiceSettings | None, settings: Settings | None = None) -> tuple[VoiceSettings, str]:
+    """The voice settings a routine's `voice:` (None: a routine with none) come to, and the voice id they pick."""
     from voiceflex import voice
 
-    wanted = (settings or Settings()).voice_for(read(ref)[0].voice if ref else VoiceSettings())
+    wanted = (settings or Settings()).voice_for(routine_voice or VoiceSettings())
     engine = voice.get_engine(wanted.engine)
     try:
         return wanted, voice.resolve_voice(engine.voices(), wanted, engine.name)
