@@ -207,9 +207,11 @@ def _export(args: argparse.Namespace) -> int:
         raise UsageError("--bitrate is for MP3 files; a WAV file has none", hint="leave out --bitrate, or use --format mp3")
     settings = options.settings(args)
     output = settings.choice("output")
-    if Path(output.value).exists() and not Path(output.value).is_dir():
+    # The folder, or the nearest part of it that exists, must be a folder: a file there is the user's.
+    existing = next((p for p in (Path(output.value), *Path(output.value).parents) if os.path.lexists(p)), None)
+    if existing is not None and not existing.is_dir():
         where = "-o" if output.source == "cli" else f"`output` ({settings.describe(output)})"
-        raise UsageError(f"{where} names the file {output.value}, not a folder",
+        raise UsageError(f"{where} names the file {existing}, not a folder",
                          hint="give the folder to write to: the file is named after the routine")
     for ref in builtin_names() if args.all else [args.routine]:
         with _voice_progress("Rendering voice cues") as voice_progress, \

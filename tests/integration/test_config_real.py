@@ -195,6 +195,8 @@ def test_output_naming_an_existing_file_is_a_usage_error(home):
     result = run("export", str(home / "r.yaml"), "-o", str(target))
     assert result.returncode == 2
     assert result.stderr.startswith(f"voiceflex: -o names the file {target}, not a folder")
+    result = run("export", str(home / "r.yaml"), "-o", str(target / "inside"))
+    assert result.returncode == 2 and f"-o names the file {target}, not a folder" in result.stderr
     (home / "config.toml").write_text(f'output = "{target}"\n')
     result = run("export", str(home / "r.yaml"))
     assert result.returncode == 2 and f"`output` (config {home / 'config.toml'}:1:1)" in result.stderr
