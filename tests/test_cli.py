@@ -84,6 +84,10 @@ def test_clock_carries_into_the_minute():
     # Past an hour h:mm:ss.t, from the same function the plan's header uses.
     assert [_clock(ms) for ms in (0, 59_940, 59_960, 61_250, 3_599_960, 4_073_700)] == \
         ["0:00.0", "0:59.9", "1:00.0", "1:01.2", "1:00:00.0", "1:07:53.7"]
+    # Error messages (overlaps) give milliseconds in the same form.
+    from voiceflex.routine.durations import format_clock
+
+    assert [format_clock(ms, 3) for ms in (6_000, 59_999, 4_073_700)] == ["0:06.000", "0:59.999", "1:07:53.700"]
 
 
 def test_a_reader_leaving_early_is_no_error():
