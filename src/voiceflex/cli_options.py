@@ -66,7 +66,11 @@ def routine_files(refs: list[str]) -> list[str]:
     out = []
     for ref in refs:
         folder = Path(ref)
-        if not folder.is_dir():
+        try:
+            is_folder = folder.is_dir()
+        except OSError:  # e.g. a name too long for the file system: reading it says so
+            is_folder = False
+        if not is_folder:
             out.append(ref)
             continue
         files = sorted(str(p) for p in folder.iterdir() if p.suffix in (".yaml", ".yml") and p.is_file())
