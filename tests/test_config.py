@@ -95,6 +95,13 @@ def test_where_each_choice_comes_from(tmp_path):
     assert (s.output, s.bitrate, s.music) == (Path("/music"), "64k", None)
 
 
+def test_music_from_the_command_line_beats_the_routine_which_beats_the_config():
+    assert settings().music_for(None) is None
+    assert settings(file={"music": "rain"}).music_for(None) == "rain"
+    assert settings(file={"music": "rain"}).music_for("drone") is None  # the routine's own bed stays
+    assert settings({"music": "none"}, {"music": "rain"}).music_for("drone") == "none"
+
+
 # ---- through the loader and the compiler, with the fake engine ------------------------
 
 

@@ -57,7 +57,8 @@ def settings(args: argparse.Namespace):
     """The command's settings: its options over the config file."""
     from voiceflex.config import Settings
 
-    given = {key: getattr(args, key, None) for key in ("engine", "voice", "rate", "output", "bitrate")}
+    # `music` too, on the commands that have --music.
+    given = {key: getattr(args, key, None) for key in ("engine", "voice", "rate", "output", "bitrate", "music")}
     return Settings.load(**given)
 
 

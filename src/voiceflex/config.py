@@ -102,6 +102,14 @@ class Settings:
         """A built-in bed name, "none" (no bed, even where a routine has one), a sound file, or None (unset)."""
         return self.choice("music").value
 
+    def music_for(self, routine_sound: str | None) -> str | None:
+        """The bed for a routine whose `background.sound` is `routine_sound`: None keeps the routine's own.
+
+        `--music` beats the routine, and the routine beats the config file's `music`.
+        """
+        chosen = self.choice("music")
+        return chosen.value if chosen.source == "cli" or routine_sound is None else None
+
     def voice_for(self, voice: VoiceSettings) -> VoiceSettings:
         """The routine's voice settings with the command line and config file applied (SPEC 3).
 
