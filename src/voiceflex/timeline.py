@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from typing import Any, Callable
 
 from voiceflex.errors import Diagnostic, Location, RoutineError
-from voiceflex.routine.durations import MS_PER_HOUR
+from voiceflex.routine.durations import MS_PER_HOUR, format_clock
 from voiceflex.routine.loader import PLACEHOLDER_PATTERN
 from voiceflex.routine.model import (
     Breathe, Hold, Include, Pause, PlayTone, Repeat, Routine, Say, Sides, Step, Text,
@@ -364,8 +364,7 @@ def _short(text: str | None, limit: int = 40) -> str:
 
 
 def _clock(ms: int) -> str:
-    minutes, rest = divmod(ms, 60_000)
-    return f"{minutes}:{rest / 1000:06.3f}"
+    return format_clock(ms, decimals=3)  # to the millisecond: overlaps can be that short
 
 
 _ONES = ("zero one two three four five six seven eight nine ten eleven twelve thirteen "

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import bisect
 import enum
+import re
 import threading
 import time
 from dataclasses import dataclass
@@ -152,7 +153,8 @@ def find_chapter(timeline: Timeline, wanted: str) -> int:
     """
     chapters = timeline.chapters
     text = wanted.strip()
-    if text.isdigit():
+    # ASCII digits only, and few: str.isdigit() also takes "²" and "①", which int() refuses.
+    if re.fullmatch(r"[0-9]{1,9}", text):
         number = int(text)
         if 1 <= number <= len(chapters):
             return number - 1
@@ -165,7 +167,8 @@ def find_chapter(timeline: Timeline, wanted: str) -> int:
             if folded and title.startswith(folded):
                 return i
     listing = ", ".join(f"{i} {c.title}" for i, c in enumerate(chapters, 1))
-    raise UsageError(f'--from "{wanted}" is not a chapter of this routine',
+    shown = wanted if len(wanted) <= 40 else wanted[:39] + "…"
+    raise UsageError(f'--from "{shown}" is not a chapter of this routine',
                      hint=f"give a number from 1 to {len(chapters)} or a title: {listing}")
 
 

@@ -200,7 +200,7 @@ class _Loader:
     def voice(self, node: yamlsource.Node | None, language: Any, language_at: Location | None) -> VoiceSettings:
         language = language if isinstance(language, str) and language.strip() else "en-us"
         if node is None:
-            return VoiceSettings(language=language, location=language_at)
+            return VoiceSettings(language=language, location=language_at, language_location=language_at)
         fields = self.mapping(node, S.VOICE_FIELDS, "`voice`") or {}
         got = {k: self.value(S.VOICE_FIELDS[k], n) for k, n in fields.items()}
         got = {k: v for k, v in got.items() if v is not None and v is not _BAD}
@@ -212,6 +212,8 @@ class _Loader:
             gap_ms=got.get("gap", 400),
             language=language,
             location=voice_id.location if isinstance(voice_id, Text) else language_at,
+            given=frozenset(k for k in ("engine", "id", "rate") if k in got),
+            language_location=language_at,
         )
 
     def tones(self, node: yamlsource.Node | None) -> dict[str, ToneSpec]:

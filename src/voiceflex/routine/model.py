@@ -57,6 +57,10 @@ class VoiceSettings:
     # Where the voice is chosen (`voice.id`, else `language`), to point at it
     # when the engine has no such voice.
     location: Location | None = field(default=None, compare=False)
+    # Which of engine, id and rate the routine file itself sets: the command
+    # line and the config file fill in the rest (config.Settings.voice_for).
+    given: frozenset[str] = field(default=frozenset(), compare=False)
+    language_location: Location | None = field(default=None, compare=False)
 
 
 @dataclass(frozen=True)
