@@ -331,8 +331,8 @@ def test_the_rich_view_shows_what_matters():
     console = Console(width=100, record=True, file=open("/dev/null", "w"))
     console.print(rich_view(model.at(int(5.2 * RATE), state="paused"), keys=True))
     text = console.export_text()
-    for expected in ("Test", "paused", "2/3", "Part 2", "0:02 left", "Cue 2b", "Cue 3a", "in 0:03",
-                     "Part 3", "0:05 / 1:18", "space"):
+    for expected in ("Test", "paused", "chapter 2 of 3", "Part 2", "CHAPTER 0:03 left", "Cue 2b", "Cue 3a",
+                     "in 0:03", "Part 3", "track 0:05 / 1:18", "space"):
         assert expected in text, (expected, text)
 
 

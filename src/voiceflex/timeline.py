@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Callable
 
 from voiceflex.errors import Diagnostic, Location, RoutineError
@@ -51,6 +51,23 @@ class Chapter:
 
 
 @dataclass(frozen=True)
+class Span:
+    """A timed phase the listener is in: a hold, a rest or one phase of a breath (for the player's screen).
+
+    `kind` is HOLD, REST, BREATHE IN, BREATHE OUT or HOLD (a held breath,
+    with `cycle`); `side` and `round` say which copy of a `sides` or
+    `repeat` it is in.  Not part of the plan's JSON (SPEC 4).
+    """
+
+    kind: str
+    start_ms: int
+    end_ms: int
+    cycle: tuple[int, int] | None = None
+    side: str | None = None
+    round: tuple[int, int] | None = None
+
+
+@dataclass(frozen=True)
 class Timeline:
     """What a routine sounds like: `plan` prints it, `export` and `play` render it."""
 
@@ -58,6 +75,7 @@ class Timeline:
     duration_ms: int
     chapters: tuple[Chapter, ...]
     events: tuple[Event, ...]
+    spans: tuple[Span, ...] = field(default=(), compare=False)  # sorted by start; not in to_json
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -118,6 +136,7 @@ class _Compiler:
         self.english = routine.voice.language.lower().startswith("en")
         self.events: list[_Raw] = []
         self.chapters: list[tuple[int, str]] = []
+        self.spans: list[Span] = []
         self.errors: dict[tuple[Location, str], None] = {}
         self.limit_ms = MAX_HOURS * MS_PER_HOUR
 
@@ -262,7 +281,7 @@ class _Compiler:
                     rest = Hold(step.rest_location or step.location, None, step.rest_ms, start_tone=False)
                     cursor = self.hold(rest, cursor, inner)
         elif isinstance(step, Breathe):
-            cursor = self.breathe(step, cursor)
+            cursor = self.breathe(step, cursor, bound)
         elif isinstance(step, Include):
             cursor = self.steps(step.steps, cursor, bound)
         else:  # pragma: no cover
@@ -277,6 +296,7 @@ class _Compiler:
     def hold(self, h: Hold, t0: int, bound: dict[str, Any]) -> int:
         d = h.ms
         inner = {**bound, "seconds": d // 1000}
+        self.span("HOLD" if h.start_tone else "REST", t0, t0 + d, bound)
         first = len(self.events)
         say_at = self.tone(t0, "start", h.location) if h.start_tone else t0
         if h.say:
@@ -309,7 +329,12 @@ class _Compiler:
                     self.tone(t, "tick", h.location)
         return self.tone(t0 + d, "end", h.location)
 
-    def breathe(self, b: Breathe, cursor: int) -> int:
+    def span(self, kind: str, start: int, end: int, bound: dict[str, Any],
+             cycle: tuple[int, int] | None = None) -> None:
+        rounds = (bound["round"], bound["rounds"]) if "round" in bound else None
+        self.spans.append(Span(kind, start, end, cycle, bound.get("side"), rounds))
+
+    def breathe(self, b: Breathe, cursor: int, bound: dict[str, Any]) -> int:
         cycle = b.in_ms + b.hold_ms + b.out_ms + b.hold_out_ms
         cycles = b.cycles if b.cycles is not None else (b.for_ms or 0) // cycle
         if cycles < 1:
@@ -329,6 +354,7 @@ class _Compiler:
                     self.tone(t, glide, b.location, length)
                 if c < spoken:
                     self.speech(t, words, b.location)
+                self.span(words.upper(), t, t + length, bound, (c + 1, cycles))
                 t += length
         return cursor + cycles * cycle
 
@@ -355,7 +381,8 @@ class _Compiler:
             while index + 1 < len(chapters) and chapters[index + 1].start_ms <= e.start:
                 index += 1
             events.append(Event(e.kind, e.start, e.end, index, e.source, e.text, e.name, e.freq))
-        return Timeline(self.routine.title, duration, chapters, tuple(events))
+        spans = tuple(sorted(self.spans, key=lambda s: s.start_ms))
+        return Timeline(self.routine.title, duration, chapters, tuple(events), spans)
 
 
 def _short(text: str | None, limit: int = 40) -> str:
