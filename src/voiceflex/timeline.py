@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import bisect
 import re
 from dataclasses import dataclass, field
 from typing import Any, Callable
@@ -137,6 +138,7 @@ class _Compiler:
         self.events: list[_Raw] = []
         self.chapters: list[tuple[int, str]] = []
         self.spans: list[Span] = []
+        self.rests: list[tuple[int, Hold]] = []  # (start, rest) to announce, once the chapters are known
         self.errors: dict[tuple[Location, str], None] = {}
         self.limit_ms = MAX_HOURS * MS_PER_HOUR
 
@@ -150,6 +152,7 @@ class _Compiler:
                 if index == 0 and not step.name:
                     self.chapters.append((0, self.routine.title))
                 cursor = self.step(step, cursor, {}, top=True)
+            self.announce(cursor)
         except _Stop:
             pass
         self.check_overlaps()
@@ -228,6 +231,7 @@ class _Compiler:
             # Counted as made by hold(): start tone, say, halfway, countdown, cues, ticks, end tone.
             events = (s.start_tone + (s.say is not None) + (s.halfway is not None) + (s.countdown or 0)
                       + len(s.cues) + (s.ms // 1000 if s.tick else 0) + 1)
+            events += not s.start_tone and self.routine.announce  # "Rest, 10 seconds."
             return s.ms + self.tones["end"].ms, events
         if isinstance(s, Sides):
             ms, ev = self.cost(s.steps)
@@ -297,6 +301,8 @@ class _Compiler:
         d = h.ms
         inner = {**bound, "seconds": d // 1000}
         self.span("HOLD" if h.start_tone else "REST", t0, t0 + d, bound)
+        if self.routine.announce and not h.start_tone and h.say is None:
+            self.rests.append((t0, h))
         first = len(self.events)
         say_at = self.tone(t0, "start", h.location) if h.start_tone else t0
         if h.say:
@@ -310,7 +316,10 @@ class _Compiler:
                                   f"{h.countdown} s; this one lasts {d / 1000:g} s")
             else:
                 for k in range(h.countdown, 0, -1):
-                    self.speech(t0 + d - k * 1000, self.number(k), where)
+                    if h.countdown_voice:
+                        self.speech(t0 + d - k * 1000, self.number(k), where)
+                    else:
+                        self.tone(t0 + d - k * 1000, "tick", where)
         for cue in h.cues:
             at = cue.at_ms if cue.at_ms >= 0 else d + cue.at_ms
             if not 0 <= at <= d:
@@ -328,6 +337,24 @@ class _Compiler:
                 if not any(s < t + length and t < e for s, e in busy):
                     self.tone(t, "tick", h.location)
         return self.tone(t0 + d, "end", h.location)
+
+    def announce(self, duration: int) -> None:
+        """`announce: true`: each rest without its own `say` begins "Rest, 10 seconds. Next: TITLE."
+
+        "Next" names the chapter that follows when it starts before any other
+        hold, rest or breath: the rest is the last thing before it.
+        """
+        starts = [start for start, _ in self.chapters]
+        span_starts = sorted(s.start_ms for s in self.spans)
+        for t0, rest in self.rests:
+            end = t0 + rest.ms
+            text = f"Rest, {duration_words(rest.ms)}."
+            i = bisect.bisect_left(starts, end)
+            if i < len(starts) and starts[i] < duration:
+                j = bisect.bisect_left(span_starts, end)
+                if j == len(span_starts) or span_starts[j] >= starts[i]:
+                    text += f" Next: {self.chapters[i][1]}."
+            self.speech(t0, text, rest.location)
 
     def span(self, kind: str, start: int, end: int, bound: dict[str, Any],
              cycle: tuple[int, int] | None = None) -> None:
@@ -393,6 +420,15 @@ def _short(text: str | None, limit: int = 40) -> str:
 def _clock(ms: int) -> str:
     minutes, rest = divmod(ms, 60_000)
     return f"{minutes}:{rest / 1000:06.3f}"
+
+
+def duration_words(ms: int) -> str:
+    """A length as spoken: "10 seconds", "1 minute", "1 minute 30 seconds" (whole seconds, at least one)."""
+    hours, rest = divmod(max(1, round(ms / 1000)), 3600)
+    minutes, seconds = divmod(rest, 60)
+    parts = [f"{n} {unit}{'s' if n != 1 else ''}"
+             for n, unit in ((hours, "hour"), (minutes, "minute"), (seconds, "second")) if n]
+    return " ".join(parts)
 
 
 _ONES = ("zero one two three four five six seven eight nine ten eleven twelve thirteen "
