@@ -86,7 +86,7 @@ class _Loader:
             return None
         try:
             text = yamlsource.decode(data, display, size=size)
-            return yamlsource.parse(text, display)
+            return yamlsource.parse(text, display, problems=self.diagnostics)
         except RoutineError as exc:
             self.diagnostics.extend(exc.diagnostics)
             return None
