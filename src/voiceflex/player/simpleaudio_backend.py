@@ -138,7 +138,7 @@ class SimpleaudioBackend:
         self._sa = module if module is not None else _load()
         self._clock = clock
         self._sleep = sleep
-        _quiet_alsa()
+        quiet_alsa()
 
     def play(self, samples: np.ndarray, ready: Callable[[int], None] | None = None) -> SimpleaudioStream:
         if samples.dtype != np.int16 or samples.ndim != 1 or not samples.flags.c_contiguous:
@@ -179,7 +179,7 @@ def _describe(exc: Exception) -> str:
 _alsa_handler: Any = None
 
 
-def _quiet_alsa() -> None:
+def quiet_alsa() -> None:
     """Keep libasound's own error messages ("ALSA lib pcm.c:...") off the terminal.
 
     ALSA prints them from C straight to stderr, before simpleaudio raises;

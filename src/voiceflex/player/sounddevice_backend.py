@@ -58,7 +58,10 @@ class SounddeviceStream:
             # Before any write the whole buffer is free: what is not free later is not heard yet.
             self._capacity = max(self._stream.write_available, 0)
         except sd.PortAudioError as exc:
-            raise DeviceError(f"no sound output: the default device cannot be opened ({_reason(exc)})") from None
+            reason = _reason(exc)
+            if "device -1" in reason:  # PortAudio's way of saying there is no default output
+                reason = "PortAudio finds no default output device"
+            raise DeviceError(f"no sound output: the default device cannot be opened ({reason})") from None
         self._thread = threading.Thread(target=self._write_all, daemon=True, name="voiceflex-device")
         self._thread.start()
 
@@ -143,6 +146,9 @@ class SounddeviceBackend:
 
 
 def _load() -> Any:
+    from voiceflex.player.simpleaudio_backend import quiet_alsa
+
+    quiet_alsa()  # PortAudio probes every ALSA device as it loads, and libasound complains on stderr
     try:
         import sounddevice
     except ImportError:
