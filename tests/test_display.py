@@ -58,17 +58,28 @@ def test_the_status_line_at_given_moments(model):
     stretch_right = t.chapters[2]
     # 0.4 s into the hold: 9.6 s left shows as 0:10 (a countdown rounds up).
     assert at(model, hold.start_ms + 400) == (
-        f"HOLD 0:10 left, side left | Stretch: left | next Stretch: right in "
+        f"HOLD 0:10 left | Stretch: left | next Stretch: right in "
         f"{countdown(stretch_right.start_ms - hold.start_ms - 400)}")
-    assert at(model, rest.start_ms + 4001).startswith("REST 0:01 left, side left | Stretch: left |")
+    assert at(model, rest.start_ms + 4001).startswith("REST 0:01 left | Stretch: left |")
     # Between phases: what comes in this chapter, and when (1.4 s of speech and gap less 0.1 s: 0:02);
     # else the chapter's time.
-    assert at(model, stretch_right.start_ms + 100).startswith("NEXT HOLD in 0:02, side right | Stretch: right |")
+    assert at(model, stretch_right.start_ms + 100).startswith("NEXT HOLD in 0:02 | Stretch: right |")
     assert at(model, rest.end_ms + 100).startswith("CHAPTER 0:0")
     breath = t.spans[5]  # the first held breath
     assert at(model, breath.start_ms).startswith("HOLD 0:02 left, cycle 1 of 3 | Breathe | end in ")
     assert at(model, 0, state="paused").startswith("PAUSED | CHAPTER ")
     assert at(model, t.duration_ms, state="finished") == "DONE | CHAPTER 0:00 left | Breathe | end in 0:00"
+
+
+def test_side_and_round_are_named_where_the_chapter_title_does_not(tmp_path):
+    path = tmp_path / "unnamed.yaml"
+    path.write_text("title: Unnamed\nsteps:\n  - repeat: 2\n    steps:\n      - sides: [left, right]\n"
+                    "        steps:\n          - hold: 5s\n")
+    routine, errors = read_routine(path)
+    assert not errors
+    model = StatusModel(compile_routine(routine, lambda text: SPEECH_MS))
+    last = model.timeline.spans[-1]
+    assert at(model, last.start_ms).startswith("HOLD 0:05 left, side right, round 2 of 2 | Unnamed | end in ")
 
 
 def test_the_next_chapter_time_depends_only_on_the_position(model):
@@ -112,7 +123,7 @@ def test_the_rich_view_shows_the_phase_big_and_the_status_line(model):
     console.print(rich_view(status, keys=True))
     text = console.export_text()
     assert status_line(status) in text
-    for expected in ("HOLD, side left", "Stretch: left", "chapter 2 of 4", "paused", "then", "Stretch: right",
+    for expected in ("HOLD", "Stretch: left", "chapter 2 of 4", "paused", "then", "Stretch: right",
                      "track 0:", "space"):
         assert expected in text, (expected, text)
     for row in big("0:08"):

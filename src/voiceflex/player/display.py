@@ -130,9 +130,10 @@ def phase_label(status: Status) -> str:
     parts = [span.kind if status.phase else f"NEXT {span.kind}"]
     if span.cycle:
         parts.append(f"cycle {span.cycle[0]} of {span.cycle[1]}")
-    if span.side:
+    # A named `sides` or `repeat` already says its side or round in the chapter title.
+    if span.side and not status.chapter_title.endswith(f": {span.side}"):
         parts.append(f"side {span.side}")
-    if span.round:
+    if span.round and not status.chapter_title.endswith(f": {span.round[0]} of {span.round[1]}"):
         parts.append(f"round {span.round[0]} of {span.round[1]}")
     return ", ".join(parts)
 
