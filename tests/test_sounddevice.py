@@ -172,3 +172,19 @@ def test_the_backend_can_be_chosen_and_a_wrong_name_is_a_usage_error(monkeypatch
     with pytest.raises(UsageError) as info:
         backend_module.default_backend()
     assert "pulse" in str(info.value) and "sounddevice, simpleaudio" in info.value.hint
+
+
+def test_a_device_that_never_takes_a_write_is_a_device_error(monkeypatch):
+    from voiceflex.player import sounddevice_backend
+
+    monkeypatch.setattr(sounddevice_backend, "STOP_TIMEOUT_S", 0.05)
+    stuck, patched = threading.Event(), threading.Event()
+    sd = FakeSd()
+    stream = SounddeviceBackend(module=sd).play(np.ones(4 * BLOCK, np.int16), lambda n: patched.wait())
+    sd.streams[0].write = lambda block: stuck.wait()  # a write that never returns
+    patched.set()
+    try:
+        with pytest.raises(DeviceError, match="stopped responding"):
+            stream.halt(exact=True)
+    finally:
+        stuck.set()

@@ -36,6 +36,8 @@ BLOCK = 2048
 # PortAudio's suggested latency: "high" is its safe default for blocking
 # streams (~0.1-0.2 s on ALSA); the exact halt waits for this much.
 LATENCY = "high"
+# A writer that has not let go after this long means the device is stuck.
+STOP_TIMEOUT_S = 5.0
 
 Ready = Callable[[int], None]
 
@@ -109,7 +111,11 @@ class SounddeviceStream:
             self.done()
             return self._final  # type: ignore[return-value]
         self._stopping.set()
-        self._thread.join()
+        # The writer finishes its block (one block of device time, or the
+        # renderer's next chunk) and stops.
+        self._thread.join(STOP_TIMEOUT_S)
+        if self._thread.is_alive():
+            raise DeviceError("the sound device stopped responding (a write did not return)")
         estimate = self.played()
         try:
             if exact:
