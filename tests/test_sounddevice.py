@@ -178,11 +178,12 @@ def test_a_device_that_never_takes_a_write_is_a_device_error(monkeypatch):
     from voiceflex.player import sounddevice_backend
 
     monkeypatch.setattr(sounddevice_backend, "STOP_TIMEOUT_S", 0.05)
-    stuck, patched = threading.Event(), threading.Event()
+    stuck, patched, entered = threading.Event(), threading.Event(), threading.Event()
     sd = FakeSd()
     stream = SounddeviceBackend(module=sd).play(np.ones(4 * BLOCK, np.int16), lambda n: patched.wait())
-    sd.streams[0].write = lambda block: stuck.wait()  # a write that never returns
+    sd.streams[0].write = lambda block: (entered.set(), stuck.wait())  # a write that never returns
     patched.set()
+    assert entered.wait(5)
     try:
         with pytest.raises(DeviceError, match="stopped responding"):
             stream.halt(exact=True)
