@@ -99,6 +99,16 @@ def test_the_device_waits_for_a_slow_renderer_and_gets_every_sample_once():
     assert stream.played() == len(samples)
 
 
+def release_once_halting(stream, gate: threading.Event) -> None:
+    """Let the stalled renderer go on only once the halt has begun (the order the tests are about)."""
+    def wait():
+        while not stream._stopping.is_set():
+            time.sleep(0.001)
+        gate.set()
+
+    threading.Thread(target=wait, daemon=True).start()
+
+
 def test_an_exact_halt_stops_writing_and_reports_what_was_written():
     samples = np.ones(100 * BLOCK, np.int16)
     gate = threading.Event()
@@ -113,13 +123,10 @@ def test_an_exact_halt_stops_writing_and_reports_what_was_written():
     stream = SounddeviceBackend(module=sd).play(samples, ready)
     while len(asked) < 4:
         time.sleep(0.001)
-    halted = threading.Thread(target=lambda: setattr(stream, "result", stream.halt(exact=True)))
-    halted.start()
-    time.sleep(0.01)
-    gate.set()
-    halted.join(5)
+    release_once_halting(stream, gate)
+    result = stream.halt(exact=True)
     (raw,) = sd.streams
-    assert stream.result == raw.written == 3 * BLOCK  # nothing after the stop, all of it played out
+    assert result == raw.written == 3 * BLOCK  # nothing after the stop, all of it played out
     assert raw.calls[-2:] == ["stop", "close"]
 
 
@@ -131,7 +138,7 @@ def test_a_quick_halt_aborts_and_estimates_without_what_is_buffered():
     while not sd.streams or sd.streams[0].written < 2 * BLOCK:
         time.sleep(0.001)
     sd.capacity = BLOCK // 2  # half a block still in the device
-    gate.set()
+    release_once_halting(stream, gate)
     at = stream.halt(exact=False)
     assert "abort" in sd.streams[0].calls
     assert at <= sd.streams[0].written - BLOCK // 2
