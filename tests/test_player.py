@@ -13,7 +13,6 @@ from voiceflex.errors import DeviceError, Location, UsageError
 from voiceflex.player import (
     Command, KeyDecoder, NoKeys, Player, StatusModel, chapter_line, find_chapter, render_track, rich_view,
 )
-from voiceflex.player import engine
 from voiceflex.player.simpleaudio_backend import SimpleaudioBackend
 from voiceflex.timeline import Chapter, Event, Timeline
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import re
+import shlex
 import shutil
 import subprocess
 import sys
@@ -129,8 +130,8 @@ class Tmux:
         self.socket = str(folder / "tmux.sock")
         # The server's environment may carry a COLUMNS from elsewhere, which
         # rich would believe over the window: the window's size must decide.
-        inner = " ".join(["env", "-u", "COLUMNS", "-u", "LINES", *(f"{k}={_quote(v)}" for k, v in env.items()),
-                          *map(_quote, command)])
+        inner = " ".join(["env", "-u", "COLUMNS", "-u", "LINES", *(f"{k}={shlex.quote(v)}" for k, v in env.items()),
+                          *map(shlex.quote, command)])
         self.run("new-session", "-d", "-x", str(width), "-y", "30", "-s", "t", inner)
         self.run("set-option", "-t", "t", "remain-on-exit", "on")
 
@@ -165,16 +166,9 @@ class Tmux:
         subprocess.run(["tmux", "-S", self.socket, "kill-server"], capture_output=True, timeout=30)
 
 
-def _quote(text: str) -> str:
-    import shlex
-
-    return shlex.quote(text)
-
-
 @pytest.fixture
 def tmux(tmp_path: Path):
-    if shutil.which("tmux") is None:
-        pytest.skip("tmux is not installed (apt install tmux)")
+    assert shutil.which("tmux"), "tmux is missing: scripts/setup installs it (apt install tmux)"
     opened: list[Tmux] = []
 
     def start(command: list[str], env: dict[str, str], width: int = 100) -> Tmux:
