@@ -394,8 +394,9 @@ def _table(headers: list[str], rows: list[tuple[str, ...]]) -> None:
 
 @contextmanager
 def _play_view(timeline, *, keys: bool) -> Iterator:
-    """The player's display: live on a terminal (~10 updates a second), else one line per chapter as it starts."""
-    from voiceflex.player import StatusModel, chapter_line, rich_view
+    """The player's display: big digits on a terminal, the status line alone on a narrow or dumb one,
+    else one line per chapter as it starts (docs/play.md)."""
+    from voiceflex.player import MIN_COLUMNS, StatusModel, chapter_line, rich_view, status_line
 
     model = StatusModel(timeline)
 
@@ -408,7 +409,25 @@ def _play_view(timeline, *, keys: bool) -> Iterator:
         from rich.console import Console
         from rich.live import Live
 
-        with Live(console=Console(), auto_refresh=False) as live:
+        console = Console()
+        if os.environ.get("TERM") == "dumb" or console.width < MIN_COLUMNS:
+            # No cursor movement: the line is rewritten in place with a carriage return.
+            shown = [""]
+
+            def show_line(session, how: str | None = None) -> None:
+                line = status_line(status(session, how))[:max(console.width - 1, 1)]
+                if line != shown[0]:
+                    sys.stdout.write("\r" + line.ljust(len(shown[0])))
+                    sys.stdout.flush()
+                    shown[0] = line
+
+            try:
+                yield show_line
+            finally:
+                sys.stdout.write("\n")
+            return
+
+        with Live(console=console, auto_refresh=False) as live:
             def show(session, how: str | None = None) -> None:
                 live.update(rich_view(status(session, how), keys=keys), refresh=True)
 

@@ -86,7 +86,7 @@ class _Loader:
             return None
         try:
             text = yamlsource.decode(data, display, size=size)
-            return yamlsource.parse(text, display)
+            return yamlsource.parse(text, display, problems=self.diagnostics)
         except RoutineError as exc:
             self.diagnostics.extend(exc.diagnostics)
             return None
@@ -105,11 +105,15 @@ class _Loader:
         tones = self.tones(fields.get("tones"))
         steps = self.steps(fields["steps"], depth=0) if "steps" in fields else ()
         title = self.value(S.TOP["title"], fields.get("title"))
+        announce = self.value(S.TOP["announce"], fields.get("announce")) is True
+        if announce and isinstance(language, str) and not language.lower().startswith("en"):
+            self.error(fields["announce"].location, f"`announce` speaks English words; this routine's "
+                                                    f"language is {language} (write the cues as `say:` instead)")
         return Routine(
             title=title.text if isinstance(title, Text) else "",
             description=self.value(S.TOP["description"], fields.get("description")),
             author=self.value(S.TOP["author"], fields.get("author")),
-            steps=steps, file=display, voice=voice, tones=tones,
+            steps=steps, file=display, voice=voice, tones=tones, announce=announce,
         )
 
     # ---- mappings and values ----------------------------------------------
@@ -342,6 +346,9 @@ class _Loader:
         fields = S.STEP_KINDS[kind]
         got = {k: self.value(fields[k], n) for k, n in f.items() if k not in ("cues", "name")}
         cues = self.cues(f["cues"]) if "cues" in f else ()
+        if "countdown_voice" in f and "countdown" not in f:
+            self.error(f["countdown_voice"].location, "`countdown_voice` says how a `countdown:` sounds; "
+                                                      "this hold has none (add `countdown: 5`, or remove it)")
         if _BAD in got.values():
             return None
         return Hold(
@@ -350,6 +357,7 @@ class _Loader:
             countdown=got.get("countdown"),
             countdown_location=f["countdown"].location if "countdown" in f else None,
             cues=cues, tick=bool(got.get("tick")),
+            countdown_voice=got.get("countdown_voice") is not False,
         )
 
     def cues(self, node: yamlsource.Node) -> tuple[Cue, ...]:
