@@ -147,3 +147,6 @@ class Routine:
     author: str | None = None
     voice: VoiceSettings = field(default_factory=VoiceSettings)
     tones: dict[str, ToneSpec] = field(default_factory=lambda: dict(DEFAULT_TONES))
+    # Every file read for it, the routine's own first: (real path, sha256 of
+    # the bytes parsed), so a render can be keyed by exactly what it was made of.
+    sources: tuple[tuple[str, str], ...] = field(default=(), compare=False)
