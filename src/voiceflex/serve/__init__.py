@@ -39,6 +39,7 @@ class Server:
         `refs` empty: the built-in routines and the routine files in `folder`.
         `host` None: the machine's LAN address, else 127.0.0.1.
         """
+        _require()
         from voiceflex.serve import catalog, net
         from voiceflex.serve.app import Site, create_app
         from voiceflex.voice.cache import default_cache_dir
@@ -87,3 +88,15 @@ class Server:
     @property
     def started(self) -> bool:
         return self._uvicorn is not None and self._uvicorn.started
+
+
+def _require() -> None:
+    """The serve extra's packages, or one line saying how to install them."""
+    import importlib.util
+
+    from voiceflex.errors import MissingComponentError
+
+    missing = [m for m in ("starlette", "uvicorn", "qrcode") if importlib.util.find_spec(m) is None]
+    if missing:
+        raise MissingComponentError(f"`voiceflex serve` needs {', '.join(missing)}",
+                                    hint="install them with: pip install 'voiceflex[serve]'")
