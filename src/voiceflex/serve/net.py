@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import ipaddress
 import os
 import re
@@ -87,10 +88,11 @@ def listen(host: str, port: int) -> socket.socket:
         sock.listen(128)
     except OSError as e:
         sock.close()
-        if e.errno == 98:  # EADDRINUSE
+        if e.errno == errno.EADDRINUSE:
             raise ServeError(f"port {port} on {host} is in use",
                              hint=f"choose another with --port, e.g. --port {port + 1}") from None
-        raise ServeError(f"cannot listen on {host}:{port}: {e.strerror or e}",
+        kind = UsageError if e.errno == errno.EADDRNOTAVAIL else ServeError
+        raise kind(f"cannot listen on {host}:{port}: {e.strerror or e}",
                          hint="give an address of this machine with --host, e.g. --host 127.0.0.1") from None
     sock.set_inheritable(True)
     return sock
