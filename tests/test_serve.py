@@ -133,6 +133,8 @@ def test_range_requests_get_206_with_exactly_the_bytes_asked_for(server):
         assert part.headers["content-range"] == f"bytes {lo}-{hi}/{size}"
         assert int(part.headers["content-length"]) == hi - lo + 1
     assert request(url, headers={"Range": f"bytes={size}-"}).status == 416
+    head = request(url, method="HEAD")
+    assert head.status == 200 and head.body == b"" and int(head.headers["content-length"]) == size
     # If-Range: a range only from the same file; a stale validator gets the whole file.
     etag = whole.headers["etag"]
     assert request(url, headers={"Range": "bytes=0-9", "If-Range": etag}).status == 206
@@ -299,3 +301,14 @@ def test_cover_shows_the_author_and_leaves_out_what_no_font_has():
     emoji = [face for piece, face in fonts.runs("Calm 🧘", chain) if "🧘" in piece]
     assert emoji and emoji[0].bitmap
     assert pixels(cover_png("Hip stretch 🧘")) != pixels(plain)
+
+
+def test_a_render_removed_from_the_cache_is_made_again(server):
+    import shutil
+
+    first = request(server.url + "audio/tiny-one.mp3")
+    for folder in server.renders.cache_dir.iterdir():
+        shutil.rmtree(folder)
+    again = request(server.url + "audio/tiny-one.mp3")
+    assert again.status == 200 and len(again.body) == len(first.body)
+    assert server.renders.exports == 2

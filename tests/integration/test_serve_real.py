@@ -15,7 +15,7 @@ import feedparser
 import pytest
 from mutagen.id3 import ID3
 
-from serving import chromium, request, wait_for, write_routine
+from serving import BROKEN, chromium, request, wait_for, write_routine
 
 pytestmark = pytest.mark.integration
 ROOT = Path(__file__).resolve().parents[2]
@@ -52,7 +52,9 @@ def served(tmp_path_factory):
     folder = tmp_path_factory.mktemp("served")
     write_routine(folder, "tiny-one", "Tiny one")
     write_routine(folder, "tiny-two", "Tiny two")
-    s = Served(["tiny-one.yaml", "tiny-two.yaml", "--host", "127.0.0.1", "--port", "0"], folder, folder)
+    write_routine(folder, "broken", text=BROKEN)
+    s = Served(["tiny-one.yaml", "broken.yaml", "tiny-two.yaml", "--host", "127.0.0.1", "--port", "0"],
+               folder, folder)
     s.home = folder
     yield s
     if s.process.poll() is None:
@@ -73,6 +75,9 @@ def test_ten_concurrent_first_feed_requests_render_once_and_agree(served):
     assert len({r.body for r in replies}) == 1
     assert wait_for(lambda: len(served.rendered()) >= 2, timeout=5)
     assert sorted(served.rendered()) == ["tiny-one", "tiny-two"]  # once each, for ten readers
+    # The broken routine's mistake, located, in the terminal once; the others work.
+    assert [line.strip() for line in served.err if "sayy" in line] == [
+        "broken.yaml:5:5: unknown key `sayy` in `hold` step; did you mean `say`?"]
     feed = feedparser.parse(replies[0].body)
     for entry in feed.entries:
         mp3 = request(entry.enclosures[0].href)
@@ -99,7 +104,8 @@ def test_page_plays_seeks_by_chapter_and_sets_media_session(served, tmp_path):
     with chromium(tmp_path / "profile") as driver:
         driver.get(served.url)
         titles = [e.text for e in driver.find_elements("css selector", ".routine h2")]
-        assert titles == ["Tiny one", "Tiny two"]
+        assert titles == ["Tiny one", "broken.yaml", "Tiny two"]
+        assert "broken.yaml:5:5: unknown key `sayy`" in driver.find_element("css selector", "#r-broken").text
         driver.save_screenshot(str(tmp_path / "page.png"))
         if os.environ.get("VOICEFLEX_SCREENSHOT"):
             driver.save_screenshot(os.environ["VOICEFLEX_SCREENSHOT"])
@@ -122,6 +128,11 @@ def test_page_plays_seeks_by_chapter_and_sets_media_session(served, tmp_path):
         assert meta["art"] == [served.url + "cover/tiny-one.png"]
         if os.environ.get("VOICEFLEX_SCREENSHOT"):
             driver.save_screenshot(os.environ["VOICEFLEX_SCREENSHOT"].replace(".png", "-playing.png"))
+        # What the lock screen's next track does: on to the next chapter, its title on the lock screen.
+        driver.execute_script("window.voiceflex.step(1)")
+        assert wait_for(lambda: driver.execute_script("return window.voiceflex.chapter") == 2)
+        assert driver.execute_script("return navigator.mediaSession.metadata.title") == chapters[2]["title"]
+        assert driver.execute_script(f"return {audio}.currentTime") >= chapters[2]["startTime"] - 0.1
 
 
 def test_ctrl_c_stops_cleanly_even_during_a_render(tmp_path):

@@ -121,7 +121,7 @@ class Renders:
     async def track(self, entry: Entry) -> Outcome:
         """The routine's current track (rendered now if needed), or its problems."""
         state = self._states.get(entry.id)
-        if state is not None and _unchanged(state.sources) and not _retry_due(state):
+        if state is not None and _unchanged(state.sources) and not _retry_due(state) and _still_there(state):
             return state.outcome
         return await self._once(("track", entry.id), self._prepare, entry)
 
@@ -311,3 +311,8 @@ def _unchanged(sources: tuple[tuple[str, str], ...]) -> bool:
 
 def _retry_due(state: _State) -> bool:
     return state.outcome.error is not None and time.monotonic() - state.when > RETRY_AFTER_S
+
+
+def _still_there(state: _State) -> bool:
+    """Whether the render is still in the cache (someone may have emptied it while serving)."""
+    return state.outcome.track is None or state.outcome.track.mp3.is_file()
