@@ -312,3 +312,11 @@ def test_a_render_removed_from_the_cache_is_made_again(server):
     again = request(server.url + "audio/tiny-one.mp3")
     assert again.status == 200 and len(again.body) == len(first.body)
     assert server.renders.exports == 2
+
+
+def test_cli_serve_refuses_a_routine_that_does_not_exist(capsys):
+    from voiceflex.cli import main
+
+    assert main(["serve", "no-such-routine", "--host", "127.0.0.1", "--port", "0"]) == 2
+    err = capsys.readouterr().err
+    assert "no routine file or built-in routine named `no-such-routine`" in err and "Traceback" not in err

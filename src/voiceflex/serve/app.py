@@ -80,7 +80,7 @@ def create_app(site: Site, token: str) -> _Gate:
 
     async def audio(request: Request) -> Response:
         track = await _track(site, site.entry(request))
-        return _file(request, track.mp3, "audio/mpeg", _etag(track.key, "mp3"))
+        return _file(request, track.mp3, "audio/mpeg", track.key)
 
     async def chapters(request: Request) -> Response:
         track = await _track(site, site.entry(request))
@@ -91,8 +91,7 @@ def create_app(site: Site, token: str) -> _Gate:
         found = await site.renders.pack(entry)
         if isinstance(found, Outcome):
             return _unavailable(found)
-        key = found.parent.name
-        return _file(request, found, "application/zip", _etag(key, "zip"), filename=f"{entry.id}.zip")
+        return _file(request, found, "application/zip", found.parent.name, filename=f"{entry.id}.zip")
 
     async def cover(request: Request) -> Response:
         if "id" not in request.path_params:
@@ -100,7 +99,7 @@ def create_app(site: Site, token: str) -> _Gate:
         track = await _track(site, site.entry(request))
         if not track.cover.is_file():
             raise HTTPException(404)
-        return _file(request, track.cover, "image/png", _etag(track.key, "png"))
+        return _file(request, track.cover, "image/png", track.key)
 
     async def asset(request: Request) -> Response:
         name = request.url.path.rsplit("/", 1)[-1]
@@ -200,9 +199,14 @@ def _bytes(request: Request, body: bytes, media_type: str) -> Response:
     return Response(body, media_type=media_type, headers=headers)
 
 
-def _file(request: Request, path, media_type: str, etag: str, filename: str | None = None) -> Response:
-    """A file from the cache with Range support (Starlette's FileResponse), ETag and Last-Modified."""
+def _file(request: Request, path, media_type: str, key: str, filename: str | None = None) -> Response:
+    """A file of the render `key` with Range support (Starlette's FileResponse), ETag and Last-Modified.
+
+    The ETag names the render and the file's time: a render made again (the
+    cache emptied meanwhile) never passes for the bytes a reader has.
+    """
     stat = path.stat()
+    etag = _etag(f"{key}-{stat.st_mtime_ns}", path.suffix.lstrip("."))
     headers = {"etag": etag, "cache-control": "no-cache"}
     if _fresh(request, etag, stat.st_mtime):
         return Response(status_code=304, headers={**headers, "last-modified": formatdate(stat.st_mtime, usegmt=True)})
