@@ -320,3 +320,28 @@ def test_cli_serve_refuses_a_routine_that_does_not_exist(capsys):
     assert main(["serve", "no-such-routine", "--host", "127.0.0.1", "--port", "0"]) == 2
     err = capsys.readouterr().err
     assert "no routine file or built-in routine named `no-such-routine`" in err and "Traceback" not in err
+
+
+def test_a_render_under_way_stops_with_the_server_and_leaves_nothing(tmp_path, routines, fake_engine,
+                                                                     monkeypatch):
+    import asyncio
+
+    from voiceflex.serve.renders import Renders, Stopped
+
+    renders = Renders(tmp_path / "cache", engine=fake_engine)
+    real_export = pipeline.export
+    started = []
+
+    def export_stopped_meanwhile(*args, **kwargs):
+        started.append(args[0])
+        renders.stop()  # Ctrl-C arrives while the encoder runs
+        return real_export(*args, **kwargs)
+
+    monkeypatch.setattr(pipeline, "export", export_stopped_meanwhile)
+    (entry,) = entries([str(routines[0])])
+    with pytest.raises(Stopped):
+        asyncio.run(renders.track(entry))
+    renders.close()
+    assert started == [str(routines[0])]
+    assert list((tmp_path / "cache").rglob("*")) == []  # no render, no scratch folder, no part file
+    assert renders.exports == 0
