@@ -345,3 +345,18 @@ def test_a_render_under_way_stops_with_the_server_and_leaves_nothing(tmp_path, r
     assert started == [str(routines[0])]
     assert list((tmp_path / "cache").rglob("*")) == []  # no render, no scratch folder, no part file
     assert renders.exports == 0
+
+
+def test_routine_text_cannot_inject_markup_into_the_page_or_the_feed(tmp_path, fake_engine):
+    hostile = '</script><script>alert(1)</script> & "quotes"'
+    path = write_routine(tmp_path, "hostile", text=f"title: '{hostile}'\ndescription: <b>bold</b>\n"
+                                                   "steps:\n  - name: '<img src=x>'\n    say: Hello.\n")
+    s = Server.open([str(path)], host="127.0.0.1", port=0, engine=fake_engine, cache_dir=tmp_path / "c")
+    with running(s):
+        page = request(s.url).body.decode()
+        feed = feedparser.parse(request(s.url + "feed.xml").body)
+    assert "<script>alert" not in page and "<img src=x>" not in page and "<b>bold" not in page
+    assert "&lt;/script&gt;&lt;script&gt;alert(1)&lt;/script&gt; &amp; &quot;quotes&quot;" in page
+    data = page.split('id="data">', 1)[1].split("</script>", 1)[0]
+    assert json.loads(data)[0]["title"] == hostile  # intact inside the data block, with "<" escaped
+    assert feed.entries[0].title == hostile and not feed.bozo

@@ -32,9 +32,11 @@ def _card(outcome: Outcome) -> str:
     ident = escape(entry.id)
     if track is None:
         lines = outcome.problems or (outcome.error or "could not be rendered",)
+        why = ("This routine has mistakes. Fix them and reload this page:" if outcome.problems
+               else "This routine could not be rendered:")
         return (f'<section class="routine broken" id="r-{ident}">'
                 f"<h2>{escape(entry.path.name)}</h2>"
-                f'<div class="problems"><p>This routine cannot play yet:</p>'
+                f'<div class="problems"><p>{why}</p>'
                 f"<pre>{escape(chr(10).join(lines))}</pre></div></section>")
     size = os.stat(track.mp3).st_size
     chapters = "".join(
