@@ -360,3 +360,10 @@ def test_routine_text_cannot_inject_markup_into_the_page_or_the_feed(tmp_path, f
     data = page.split('id="data">', 1)[1].split("</script>", 1)[0]
     assert json.loads(data)[0]["title"] == hostile  # intact inside the data block, with "<" escaped
     assert feed.entries[0].title == hostile and not feed.bozo
+
+
+def test_routines_of_the_current_folder_are_named_by_their_file_names(tmp_path, monkeypatch):
+    write_routine(tmp_path, "mine", "Mine")
+    monkeypatch.chdir(tmp_path)
+    (mine,) = [e for e in entries([], Path.cwd()) if e.id == "mine"]
+    assert mine.ref == "mine.yaml" and mine.path == (tmp_path / "mine.yaml").resolve()

@@ -57,6 +57,7 @@ def entries(refs: list[str], folder: Path | None = None) -> list[Entry]:
 def folder_routines(folder: Path) -> list[str]:
     """The routine files directly in `folder` (no links leading out of it), sorted by name."""
     inside = os.path.realpath(folder)
+    here = inside == os.path.realpath(os.getcwd())
     out = []
     for path in sorted(folder.iterdir()) if folder.is_dir() else []:
         if path.suffix not in (".yaml", ".yml") or path.name.startswith("."):
@@ -70,5 +71,6 @@ def folder_routines(folder: Path) -> list[str]:
         except OSError:
             continue
         if _LOOKS_LIKE_ROUTINE.search(head):
-            out.append(str(path))
+            # In the current folder the bare name, so errors read `mine.yaml:3:5: ...`.
+            out.append(path.name if here else str(path))
     return out
