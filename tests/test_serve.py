@@ -367,3 +367,13 @@ def test_routines_of_the_current_folder_are_named_by_their_file_names(tmp_path, 
     monkeypatch.chdir(tmp_path)
     (mine,) = [e for e in entries([], Path.cwd()) if e.id == "mine"]
     assert mine.ref == "mine.yaml" and mine.path == (tmp_path / "mine.yaml").resolve()
+
+
+def test_a_routine_file_removed_while_serving_shows_why_and_the_others_play(server, routines, events):
+    request(server.url + "feed.xml")
+    routines[0].unlink()
+    page = request(server.url).body.decode()
+    assert "no such routine file" in page and "Tiny two" in page
+    assert [e.title for e in feedparser.parse(request(server.url + "feed.xml").body).entries] == ["Tiny two"]
+    assert request(server.url + "audio/tiny-two.mp3").status == 200
+    assert [e[0] for e in events].count("error") == 1  # told once, not at every request

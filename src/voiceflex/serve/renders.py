@@ -160,7 +160,7 @@ class Renders:
         from voiceflex.routine import read
 
         started = time.monotonic()
-        event = None
+        event, sources = None, ()
         self._check(0, 0)
         try:
             routine, problems = read(entry.ref)
