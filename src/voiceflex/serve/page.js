@@ -51,9 +51,15 @@
     const index = chapterAt(seconds);
     if (index === chapter || !current) return;
     chapter = index;
-    document.querySelectorAll(".chapter.current").forEach((b) => b.classList.remove("current"));
+    document.querySelectorAll(".chapter.current").forEach((b) => {
+      b.classList.remove("current");
+      b.removeAttribute("aria-current");
+    });
     const button = card(current).querySelector(`.chapter[data-index="${index}"]`);
-    if (button) button.classList.add("current");
+    if (button) {
+      button.classList.add("current");
+      button.setAttribute("aria-current", "true");
+    }
     const c = current.chapters[index];
     nowChapter.textContent = c && c.title !== current.title ? "· " + c.title : "";
     if (session && window.MediaMetadata) {
