@@ -377,3 +377,32 @@ def test_a_routine_file_removed_while_serving_shows_why_and_the_others_play(serv
     assert [e.title for e in feedparser.parse(request(server.url + "feed.xml").body).entries] == ["Tiny two"]
     assert request(server.url + "audio/tiny-two.mp3").status == 200
     assert [e[0] for e in events].count("error") == 1  # told once, not at every request
+
+
+def test_no_more_than_the_limit_of_renders_run_at_once(tmp_path, fake_engine, monkeypatch):
+    import time
+
+    folder = tmp_path / "many"
+    folder.mkdir()
+    paths = [str(write_routine(folder, f"tiny-{i}", f"Tiny {i}")) for i in range(5)]
+    active, most, lock = [0], [0], threading.Lock()
+    real_export = pipeline.export
+
+    def counted(*args, **kwargs):
+        with lock:
+            active[0] += 1
+            most[0] = max(most[0], active[0])
+        try:
+            time.sleep(0.3)  # long enough for the other renders to pile up, were they allowed to
+            return real_export(*args, **kwargs)
+        finally:
+            with lock:
+                active[0] -= 1
+
+    monkeypatch.setattr(pipeline, "export", counted)
+    s = Server.open(paths, host="127.0.0.1", port=0, engine=fake_engine, cache_dir=tmp_path / "c",
+                    max_renders=2)
+    with running(s):
+        feed = feedparser.parse(request(s.url + "feed.xml").body)
+    assert len(feed.entries) == 5 and s.renders.exports == 5
+    assert 1 <= most[0] <= 2
