@@ -406,3 +406,19 @@ def test_no_more_than_the_limit_of_renders_run_at_once(tmp_path, fake_engine, mo
         feed = feedparser.parse(request(s.url + "feed.xml").body)
     assert len(feed.entries) == 5 and s.renders.exports == 5
     assert 1 <= most[0] <= 2
+
+
+def test_a_damaged_cache_entry_is_replaced_and_a_read_only_cache_is_reported(server, tmp_path, fake_engine):
+    first = feedparser.parse(request(server.url + "feed.xml").body)
+    key = first.entries[0].id.removeprefix("voiceflex-")
+    (server.renders.cache_dir / key / "meta.json").unlink()  # damaged: the track alone
+    server.renders._states.clear()  # as after a restart
+    again = feedparser.parse(request(server.url + "feed.xml").body)
+    assert again.entries[0].id == first.entries[0].id and server.renders.exports == 3
+    blocked = tmp_path / "blocked"
+    blocked.write_text("a file where the cache folder should be")
+    s = Server.open([str(server.entries[0].path)], host="127.0.0.1", port=0, engine=fake_engine,
+                    cache_dir=blocked / "cache")
+    with running(s):
+        page = request(s.url).body.decode()
+    assert "cannot write the cache" in page

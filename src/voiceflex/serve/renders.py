@@ -183,6 +183,9 @@ class Renders:
         except VoiceflexError as exc:
             message = f"{exc}" + (f" ({exc.hint})" if exc.hint else "")
             outcome, event = Outcome(entry, error=message), "error"
+        except OSError as exc:  # the cache folder is full, read-only or gone
+            outcome = Outcome(entry, error=f"cannot write the cache {self.cache_dir}: {exc.strerror or exc}")
+            event = "error"
         previous = self._states.get(entry.id)
         self._states[entry.id] = _State(sources, outcome)
         if event and self.on_event and (previous is None or previous.outcome != outcome):
@@ -278,8 +281,10 @@ class Renders:
         try:
             os.rename(scratch, final)
         except OSError:
-            if not (final / "meta.json").is_file():
-                raise
+            if (final / "meta.json").is_file():
+                return
+            shutil.rmtree(final, ignore_errors=True)  # a damaged entry: this render replaces it
+            os.rename(scratch, final)
 
 
 class _Scratch:
