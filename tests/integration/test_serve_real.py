@@ -73,7 +73,7 @@ def test_ten_concurrent_first_feed_requests_render_once_and_agree(served):
         t.join()
     assert {r.status for r in replies} == {200}
     assert len({r.body for r in replies}) == 1
-    assert wait_for(lambda: len(served.rendered()) >= 2, timeout=5)
+    assert wait_for(lambda: len(served.rendered()) >= 2, timeout=30), (served.out, served.err)
     assert sorted(served.rendered()) == ["tiny-one", "tiny-two"]  # once each, for ten readers
     # The broken routine's mistake, located, in the terminal once; the others work.
     assert [line.strip() for line in served.err if "sayy" in line] == [
