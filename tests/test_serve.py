@@ -422,3 +422,20 @@ def test_a_damaged_cache_entry_is_replaced_and_a_read_only_cache_is_reported(ser
     with running(s):
         page = request(s.url).body.decode()
     assert "cannot write the cache" in page
+
+
+def test_the_config_settings_render_the_tracks_and_key_them(tmp_path, routines, fake_engine):
+    from voiceflex.config import Settings
+
+    def first_item(settings):
+        s = Server.open([str(routines[0])], host="127.0.0.1", port=0, engine=fake_engine,
+                        cache_dir=tmp_path / "cache", settings=settings)
+        with running(s):
+            return feedparser.parse(request(s.url + "feed.xml").body).entries[0]
+
+    none = tmp_path / "no-config.toml"
+    default = first_item(Settings.load(none))
+    low = first_item(Settings.load(none, bitrate="32k"))
+    assert low.id != default.id  # another render, not the cached one
+    assert int(low.enclosures[0].length) < int(default.enclosures[0].length)
+    assert first_item(Settings.load(none)).id == default.id

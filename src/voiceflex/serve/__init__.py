@@ -14,9 +14,9 @@ from __future__ import annotations
 from pathlib import Path
 
 from voiceflex.serve.net import DEFAULT_PORT, qr_lines
-from voiceflex.serve.renders import OnEvent, Outcome, Renders, Settings
+from voiceflex.serve.renders import OnEvent, Outcome, Renders
 
-__all__ = ["DEFAULT_PORT", "Outcome", "Server", "Settings", "qr_lines"]
+__all__ = ["DEFAULT_PORT", "Outcome", "Server", "qr_lines"]
 
 MAX_CONNECTIONS = 64  # requests handled at once; more get 503 (a phone opens a handful)
 
@@ -32,12 +32,13 @@ class Server:
     @classmethod
     def open(cls, refs: list[str], *, host: str | None = None, port: int = DEFAULT_PORT,
              keep_token: bool = False, folder: Path | None = None, cache_dir: Path | None = None,
-             settings: Settings | None = None, engine=None, max_renders: int = 2,
+             settings=None, engine=None, max_renders: int = 2,
              on_event: OnEvent | None = None, data_dir: Path | None = None) -> Server:
         """Find the routines, make the token and bind the socket: every mistake shows before serving.
 
         `refs` empty: the built-in routines and the routine files in `folder`.
-        `host` None: the machine's LAN address, else 127.0.0.1.
+        `host` None: the machine's LAN address, else 127.0.0.1.  `settings`
+        (config.Settings: engine, voice, rate, bitrate, music) render the tracks.
         """
         _require()
         from voiceflex.serve import catalog, net

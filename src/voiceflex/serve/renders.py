@@ -1,12 +1,13 @@
 """Tracks exported into the cache when first asked for, once however many requests ask at the same time.
 
 A render is keyed by what it is made of: the bytes of the routine file and
-of every file it includes, the render settings and the voiceflex version.
+of every file it includes, the render settings (engine, voice, rate, bitrate,
+music and a music file's bytes) and the voiceflex version.
 Each request hashes the routine's files again (they are small), so an edited
 routine is rendered anew on the next request, and an unchanged one is
 served from the cache, also after a restart.
 
-    renders = Renders(cache_dir, Settings())
+    renders = Renders(cache_dir, settings)    # config.Settings: engine, voice, rate, bitrate, music
     outcome = await renders.track(entry)     # Outcome: a Rendered track, or its problems
     zip_path = await renders.pack(entry)     # the split pack, rendered on first need
 """
@@ -24,22 +25,16 @@ import time
 import zipfile
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from voiceflex import __version__
+from voiceflex.config import KEYS, Settings
 from voiceflex.errors import RoutineError, VoiceflexError
 from voiceflex.serve.catalog import Entry
 
 FORMAT = 1  # part of every key: bumping it retires every render made before
 RETRY_AFTER_S = 10.0  # a render that failed (not the routine's fault) is tried again after this
-
-
-@dataclass(frozen=True)
-class Settings:
-    """How tracks are rendered; every field is part of a render's key."""
-
-    bitrate: str = "64k"
 
 
 @dataclass(frozen=True)
@@ -171,7 +166,8 @@ class Renders:
             with self._lock(key):
                 track = self._cached(key)
                 if track is None:
-                    planned = pipeline.plan(entry.ref, engine=self.engine, on_voice_progress=self._check)
+                    planned = pipeline.plan(entry.ref, self.settings, engine=self.engine,
+                                            on_voice_progress=self._check)
                     sources = planned.routine.sources
                     track = self._render(entry, planned)
                     event = "rendered"
@@ -203,8 +199,8 @@ class Renders:
             return cached
         routine, timeline = planned.routine, planned.timeline
         with self._scratch() as scratch:
-            mp3 = pipeline.export(entry.ref, scratch, fmt="mp3", bitrate=self.settings.bitrate,
-                                  planned=planned, on_progress=self._check)
+            mp3 = pipeline.export(entry.ref, scratch, self.settings, fmt="mp3", planned=planned,
+                                  on_progress=self._check)
             os.replace(mp3, scratch / "track.mp3")
             png = cover_png(routine.title, routine.author)
             if png is not None:
@@ -226,13 +222,13 @@ class Renders:
         with self._lock(track.key):
             if track.pack.is_file():
                 return track.pack
-            planned = pipeline.plan(entry.ref, engine=self.engine, on_voice_progress=self._check)
+            planned = pipeline.plan(entry.ref, self.settings, engine=self.engine,
+                                    on_voice_progress=self._check)
             if self._key(planned.routine) != track.key:
                 raise VoiceflexError(f"{entry.ref} changed while its pack was made; ask again")
             with self._scratch() as scratch:
-                playlist = pipeline.export(entry.ref, scratch / "split", fmt="mp3",
-                                           bitrate=self.settings.bitrate, split=True,
-                                           planned=planned, on_progress=self._check)
+                playlist = pipeline.export(entry.ref, scratch / "split", self.settings, fmt="mp3",
+                                           split=True, planned=planned, on_progress=self._check)
                 temp = scratch / "pack.zip"
                 # Stored, not deflated: MP3 does not shrink, and a phone unpacks it at once.
                 with zipfile.ZipFile(temp, "w", zipfile.ZIP_STORED) as z:
@@ -249,7 +245,9 @@ class Renders:
 
     def _key(self, routine) -> str:
         engine = None if self.engine is None else [self.engine.name, self.engine.version]
-        parts = [FORMAT, __version__, asdict(self.settings), engine, list(map(list, routine.sources))]
+        chosen = {k: self.settings.choice(k).value for k in KEYS if k != "output"}
+        parts = [FORMAT, __version__, chosen, _file_digest(chosen.get("music")), engine,
+                 list(map(list, routine.sources))]
         return hashlib.sha256(json.dumps(parts).encode("utf-8")).hexdigest()[:40]
 
     def _cached(self, key: str) -> Rendered | None:
@@ -321,3 +319,14 @@ def _retry_due(state: _State) -> bool:
 def _still_there(state: _State) -> bool:
     """Whether the render is still in the cache (someone may have emptied it while serving)."""
     return state.outcome.track is None or state.outcome.track.mp3.is_file()
+
+
+def _file_digest(name) -> str | None:
+    """The sha256 of a music file's bytes (a bed's name or none: None), so a changed file renders anew."""
+    if not isinstance(name, str) or not os.path.isfile(name):
+        return None
+    digest = hashlib.sha256()
+    with open(name, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
