@@ -99,6 +99,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--split", action="store_true",
                    help="one file per chapter in a folder DIR/<name>/, with an .m3u8 playlist")
     p.add_argument("--all", action="store_true", help="export every built-in routine")
+    _music_flag(p)
     p = command("play", _play, "play a routine live through the default sound output")
     p.add_argument("routine", metavar="ROUTINE")
     p.add_argument("--from", dest="start", metavar="CHAPTER",
@@ -106,10 +107,12 @@ def _parser() -> argparse.ArgumentParser:
     p.epilog = ("keys, when standard input is a terminal: space pauses and resumes, n or right arrow "
                 "skips to the next chapter, p or left arrow goes back to the chapter's start (twice: "
                 "the chapter before), q quits; Ctrl-C stops too (exit status 130)")
+    _music_flag(p)
     p = command("check", _check, "listen to a routine's audio and check every cue, tone and level")
     p.add_argument("routine", metavar="ROUTINE")
     p.add_argument("--audio", metavar="FILE", help="check this file (e.g. an exported MP3) instead of a fresh render")
     p.add_argument("--json", action="store_true", help="print the report as JSON (docs/check.md)")
+    _music_flag(p)
     p = command("voices", _voices, "list the voices of a speech engine")
     p.add_argument("--engine", default="pyttsx3", choices=["pyttsx3", "espeak-ng"])
     command("schema", _schema, "print the JSON Schema of routine files, for editors")
@@ -175,6 +178,12 @@ def _plan(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _music_flag(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--music", metavar="FILE|BED|none",
+                   help="a sound bed under the routine: an audio file, brown-noise, rain or drone; "
+                        "none turns the routine's own off")
+
+
 def _export(args: argparse.Namespace) -> int:
     from pathlib import Path
 
@@ -188,7 +197,7 @@ def _export(args: argparse.Namespace) -> int:
         with _voice_progress("Rendering voice cues") as voice_progress, \
                 _voice_progress(f"Exporting {ref}") as progress:
             path = pipeline.export(ref, Path(args.output), fmt=args.format, bitrate=args.bitrate,
-                                   split=args.split, on_voice_progress=voice_progress, on_progress=progress)
+                                   split=args.split, music=args.music, on_voice_progress=voice_progress, on_progress=progress)
         print(path)
     return EXIT_OK
 
@@ -201,7 +210,7 @@ def _play(args: argparse.Namespace) -> int:
     from voiceflex.errors import DeviceError
 
     with _voice_progress("Rendering voice cues") as progress:
-        plan = pipeline.plan(args.routine, on_voice_progress=progress)
+        plan = pipeline.plan(args.routine, music=args.music, on_voice_progress=progress)
     chapter = player.find_chapter(plan.timeline, args.start) if args.start is not None else 0
     # Rendered while it plays: the device starts on the first seconds.
     track = player.TrackRender(plan)
@@ -232,7 +241,7 @@ def _check(args: argparse.Namespace) -> int:
     from voiceflex import check, pipeline
 
     with _voice_progress("Rendering voice cues") as progress:
-        plan = pipeline.plan(args.routine, on_voice_progress=progress)
+        plan = pipeline.plan(args.routine, music=args.music, on_voice_progress=progress)
     with _voice_progress("Listening to the cues") as progress:
         report = check.check(plan, args.audio, on_progress=progress)
     if args.json:

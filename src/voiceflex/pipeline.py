@@ -5,11 +5,11 @@ from __future__ import annotations
 import threading
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable, Iterator
+from typing import TYPE_CHECKING, Any, Callable, Iterator
 
-from voiceflex.errors import Diagnostic, EngineError, RoutineError, UnknownVoiceError
+from voiceflex.errors import Diagnostic, EngineError, RoutineError, UnknownVoiceError, UsageError
 from voiceflex.routine import read
-from voiceflex.routine.model import Routine
+from voiceflex.routine.model import BEDS, Background, Routine
 from voiceflex.timeline import Timeline, compile_routine, speech_texts
 
 if TYPE_CHECKING:
@@ -25,6 +25,7 @@ class Plan:
     routine: Routine
     timeline: Timeline
     clips: dict  # text -> voice.Clip
+    bed: Any = None  # audio.bed.Bed under the whole track, or None
 
 
 def validate(ref: str) -> Timeline:
@@ -47,8 +48,14 @@ def _checked(ref: str) -> tuple[Routine, Timeline]:
     return routine, structure
 
 
-def plan(ref: str, *, engine=None, on_voice_progress: Progress | None = None) -> Plan:
-    """Load and compile a routine with real speech lengths, rendering cues not yet cached."""
+def plan(ref: str, *, engine=None, music: str | None = None,
+         on_voice_progress: Progress | None = None) -> Plan:
+    """Load and compile a routine with real speech lengths, rendering cues not yet cached.
+
+    `music` (a file, a built-in bed, or "none") replaces the routine's
+    `background.sound`; its bed's source is decoded or generated into the
+    cache if it is not there yet.
+    """
     from voiceflex import voice
 
     routine, structure = _checked(ref)
@@ -66,7 +73,30 @@ def plan(ref: str, *, engine=None, on_voice_progress: Progress | None = None) ->
             raise
         raise EngineError(f"{where}: {exc}", hint=exc.hint, cue=exc.cue) from None
     timeline = compile_routine(routine, lambda text: clips[text].ms)
-    return Plan(routine, timeline, clips)
+    background = background_of(routine, music)
+    if background is None:
+        return Plan(routine, timeline, clips)
+    from voiceflex.audio.bed import bed_for
+    from voiceflex.voice.cache import default_cache_dir
+
+    return Plan(routine, timeline, clips, bed_for(background, timeline, default_cache_dir() / "beds"))
+
+
+def background_of(routine: Routine, music: str | None) -> Background | None:
+    """The routine's sound bed, with `--music` (a file, a built-in bed's name, "none") over its sound."""
+    import os
+    from dataclasses import replace
+
+    if music is None:
+        return routine.background
+    if music == "none":
+        return None
+    base = routine.background or Background(music)
+    if music in BEDS:
+        return replace(base, sound=music, location=None)
+    if not os.path.isfile(music):
+        raise UsageError(f"--music {music}: no such file (or a built-in bed: {', '.join(BEDS)}, or none)")
+    return replace(base, sound=os.path.realpath(music), location=None)
 
 
 class Track:
@@ -85,6 +115,7 @@ class Track:
         fmt = check_format(fmt)
         self.plan = plan
         self.total = total_samples(plan.timeline)
+        self.has_bed = plan.bed is not None  # never silent: no cuts for encoding in parts
         self._aim = levels_for(fmt, parse_bitrate(bitrate) if fmt == "mp3" else 0)
         self._levels = None
         self._failed: BaseException | None = None  # raised again to every later reader
@@ -96,7 +127,8 @@ class Track:
 
         levels = self._planned()
         for chunk in mixer.render(self.plan.timeline, levels.clips, levels.tones,
-                                  gain_db=levels.gain_db, start_sample=start, stop_sample=stop):
+                                  gain_db=levels.gain_db, start_sample=start, stop_sample=stop,
+                                  bed=self.plan.bed, bed_scale=levels.bed_scale):
             yield mixer.to_pcm16(chunk)
 
     def close(self) -> None:
@@ -122,7 +154,7 @@ class Track:
                     self._levels = plan_levels(
                         self.plan.timeline, self.plan.clips, self.plan.routine.tones,
                         target_lufs=target, ceiling_dbtp=ceiling, streaming=True,
-                        memo_dir=default_cache_dir() / "levels")
+                        memo_dir=default_cache_dir() / "levels", bed=self.plan.bed)
                 except BaseException as e:
                     self._failed = e
                     raise
@@ -144,7 +176,7 @@ def render(plan: Plan, *, fmt: str = "wav", bitrate: str = "64k",
 
 
 def export(ref: str, out_dir: Path, *, fmt: str = "mp3", bitrate: str = "64k", split: bool = False,
-           on_voice_progress: Progress | None = None, on_progress: Progress | None = None) -> Path:
+           music: str | None = None, on_voice_progress: Progress | None = None, on_progress: Progress | None = None) -> Path:
     """Render a routine into `out_dir/<name>.<fmt>` (or, split, a folder of chapters and a playlist)."""
     from voiceflex import export as sink
     from voiceflex.export.encoder import check_format, parse_bitrate
@@ -152,7 +184,7 @@ def export(ref: str, out_dir: Path, *, fmt: str = "mp3", bitrate: str = "64k", s
     fmt = check_format(fmt)
     if fmt == "mp3":
         parse_bitrate(bitrate)  # a bad argument is reported before any work
-    planned = plan(ref, on_voice_progress=on_voice_progress)
+    planned = plan(ref, music=music, on_voice_progress=on_voice_progress)
     name = _file_stem(ref)
     track = Track(planned, fmt=fmt, bitrate=bitrate)
     try:

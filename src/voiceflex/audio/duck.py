@@ -1,0 +1,92 @@
+"""The gain of a sound bed over the track: ducked under cues, faded in and out; a pure function of the timeline."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from voiceflex.audio.loudness import HOP
+from voiceflex.audio.rate import ms_to_samples
+from voiceflex.timeline import Timeline
+
+# SPEC 8: fully lowered from 150 ms before a cue until 300 ms after it.  The
+# ramps lie outside that window, so the whole cue and its run-up sit under
+# the full duck; they are raised-cosine curves in dB, without corners.
+LEAD = ms_to_samples(150)
+TRAIL = ms_to_samples(300)
+DOWN = ms_to_samples(200)
+UP = ms_to_samples(400)
+FADE_IN = ms_to_samples(2000)
+FADE_OUT = ms_to_samples(3000)
+# Hop-level averages of the envelope (for the loudness plan) from this many
+# points per 100 ms hop: the ramps are 200 ms or longer.
+POINTS_PER_HOP = 21
+
+
+@dataclass(frozen=True)
+class Envelope:
+    """Bed gain per sample over [0, total): `windows` fully ducked by `duck_db`, ramps and fades around."""
+
+    total: int
+    duck_db: float
+    starts: np.ndarray  # int64, sorted; window i is [starts[i], ends[i])
+    ends: np.ndarray
+
+    def at(self, n: np.ndarray) -> np.ndarray:
+        """The gain (linear, float64) at each sample position in `n`."""
+        n = np.asarray(n, dtype=np.int64)
+        depth = np.zeros(len(n))
+        if len(self.starts):
+            j = np.searchsorted(self.starts, n, side="right") - 1  # last window starting at or before n
+            inside = (j >= 0) & (n < self.ends[np.maximum(j, 0)])
+            after = np.where(j >= 0, n - self.ends[np.maximum(j, 0)], UP)
+            k = np.minimum(j + 1, len(self.starts) - 1)
+            before = np.where(j + 1 < len(self.starts), self.starts[k] - n, DOWN)
+            depth = np.maximum(_rise(1.0 - after / UP), _rise(1.0 - before / DOWN))
+            depth[inside] = 1.0
+        gain = 10.0 ** (-self.duck_db * depth / 20.0)
+        fade = np.minimum(_rise(n / FADE_IN), _rise((self.total - n) / FADE_OUT))
+        return gain * fade
+
+    def gain(self, a: int, b: int) -> np.ndarray:
+        """The gain of samples [a, b), float32."""
+        return self.at(np.arange(a, b)).astype(np.float32)
+
+    def mean_square_per_hop(self, hop_count: int) -> np.ndarray:
+        """The mean of gain squared over each 100 ms hop of the track (the loudness plan's unit)."""
+        offsets = (np.arange(POINTS_PER_HOP) + 0.5) * HOP / POINTS_PER_HOP
+        points = (np.arange(hop_count)[:, None] * HOP + offsets[None, :]).astype(np.int64)
+        g = self.at(np.minimum(points.ravel(), self.total - 1)).reshape(hop_count, POINTS_PER_HOP)
+        return np.mean(g * g, axis=1)
+
+    def most(self, a: int, b: int) -> float:
+        """An upper bound of the gain over [a, b) (for peak bounds): sampled every 5 ms, plus a margin."""
+        points = np.unique(np.concatenate([np.arange(a, b, ms_to_samples(5)), [max(a, b - 1)]]))
+        return float(self.at(points).max()) * 1.01 if b > a else 0.0
+
+
+def envelope(timeline: Timeline, duck_db: float, duck_tones: bool = False) -> Envelope:
+    """The bed's envelope for `timeline`: lowered `duck_db` under every speech cue (and tone, if asked).
+
+    Windows closer together than a ramp down and up are joined: the bed
+    stays down instead of bobbing up for an instant.
+    """
+    total = ms_to_samples(timeline.duration_ms)
+    spans = sorted((max(0, ms_to_samples(e.start_ms) - LEAD), min(total, ms_to_samples(e.end_ms) + TRAIL))
+                   for e in timeline.events if e.kind == "speech" or (duck_tones and e.kind == "tone"))
+    merged: list[list[int]] = []
+    for start, end in spans:
+        if merged and start - merged[-1][1] < UP + DOWN:
+            merged[-1][1] = max(merged[-1][1], end)
+        else:
+            merged.append([start, end])
+    starts = np.array([s for s, _ in merged], dtype=np.int64)
+    ends = np.array([e for _, e in merged], dtype=np.int64)
+    return Envelope(total, float(duck_db), starts, ends)
+
+
+def _rise(u: np.ndarray) -> np.ndarray:
+    """A raised-cosine step: 0 for u <= 0, 1 for u >= 1, smooth between."""
+    u = np.clip(u, 0.0, 1.0)
+    return 0.5 - 0.5 * np.cos(np.pi * u)
