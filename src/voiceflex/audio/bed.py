@@ -161,6 +161,7 @@ def _make(folder: Path, background: Background) -> None:
             period = (length - XFADE) // HOP * HOP
             xfade = XFADE
         _measure(temp, Source(raw, length, period, xfade, 0.0, 0.0, np.zeros(0), np.zeros(0)))
+        shutil.rmtree(folder, ignore_errors=True)  # a damaged entry (a sound one is not made again)
         try:
             os.replace(temp, folder)
         except OSError:  # another process got there first: theirs is the same
