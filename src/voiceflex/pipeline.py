@@ -131,6 +131,18 @@ class Track:
                                   bed=self.plan.bed, bed_scale=levels.bed_scale):
             yield mixer.to_pcm16(chunk)
 
+    def bed(self, start: int, stop: int) -> np.ndarray:
+        """The sound bed's own part of samples [start, stop) as mixed (float32; zero outside the track)."""
+        import numpy as np
+
+        out = np.zeros(max(stop - start, 0), np.float32)
+        a, b = max(start, 0), min(stop, self.total)
+        if self.plan.bed is not None and a < b:
+            levels = self._planned()
+            gain = np.float32(10.0 ** (levels.gain_db / 20.0))
+            out[a - start:b - start] = self.plan.bed.chunk(a, b, levels.bed_scale) * gain
+        return out
+
     def close(self) -> None:
         with self._lock:
             if self._levels is not None:
