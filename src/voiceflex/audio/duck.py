@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
 
@@ -49,9 +50,42 @@ class Envelope:
         fade = np.minimum(_rise(n / FADE_IN), _rise((self.total - n) / FADE_OUT))
         return gain * fade
 
+    @cached_property
+    def _ramps(self) -> tuple[np.ndarray, np.ndarray]:
+        """The gain k samples before a window (k = 0..DOWN) and k samples after one (0..UP-1), as `at` has it."""
+        down = 10.0 ** (-self.duck_db * _rise(1.0 - np.arange(DOWN + 1) / DOWN) / 20.0)
+        up = 10.0 ** (-self.duck_db * _rise(1.0 - np.arange(UP) / UP) / 20.0)
+        return down, up
+
     def gain(self, a: int, b: int) -> np.ndarray:
-        """The gain of samples [a, b), float32."""
-        return self.at(np.arange(a, b)).astype(np.float32)
+        """The gain of samples [a, b), float32: `at` worked out only where it is not 1 or the full duck.
+
+        The mixer asks for every chunk of the track, and most of a chunk is
+        either untouched or fully lowered: only ramps and fades are computed.
+        """
+        g = np.ones(max(b - a, 0))
+        low = 10.0 ** (-self.duck_db / 20.0)
+        first = int(np.searchsorted(self.ends, a - UP, side="right"))
+        last = int(np.searchsorted(self.starts, b + DOWN, side="left"))
+        down, up = self._ramps
+        for start, end in zip(self.starts[first:last].tolist(), self.ends[first:last].tolist(), strict=True):
+            lo, hi = max(start, a), min(end, b)
+            if lo < hi:
+                g[lo - a:hi - a] = low
+            lo, hi = max(start - DOWN, a), min(start, b)  # down[k]: k samples before the window
+            if lo < hi:
+                np.minimum(g[lo - a:hi - a], down[start - hi + 1:start - lo + 1][::-1], out=g[lo - a:hi - a])
+            lo, hi = max(end, a), min(end + UP, b)  # up[k]: k samples after it
+            if lo < hi:
+                np.minimum(g[lo - a:hi - a], up[lo - end:hi - end], out=g[lo - a:hi - a])
+        lo, hi = max(a, 0), min(b, FADE_IN)
+        if lo < hi:
+            g[lo - a:hi - a] *= _rise(np.arange(lo, hi) / FADE_IN)
+        lo, hi = max(a, self.total - FADE_OUT), b
+        if lo < hi:
+            g[lo - a:hi - a] *= np.minimum(_rise((self.total - np.arange(lo, hi)) / FADE_OUT),
+                                           _rise(np.arange(lo, hi) / FADE_IN))
+        return g.astype(np.float32)
 
     def mean_square_per_hop(self, hop_count: int) -> np.ndarray:
         """The mean of gain squared over each 100 ms hop of the track (the loudness plan's unit)."""
