@@ -335,7 +335,7 @@ def test_memory_stays_flat_over_two_hours_on_a_long_file_bed(tmp_path):
           - repeat: 120
             steps:
               - say: Round {round}.
-              - pause: 55s
+              - pause: 59s
         """), encoding="utf-8")
     script = textwrap.dedent(f"""\
         import resource, sys

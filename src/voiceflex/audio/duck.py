@@ -90,14 +90,25 @@ class Envelope:
     def mean_square_per_hop(self, hop_count: int) -> np.ndarray:
         """The mean of gain squared over each 100 ms hop of the track (the loudness plan's unit)."""
         offsets = (np.arange(POINTS_PER_HOP) + 0.5) * HOP / POINTS_PER_HOP
-        points = (np.arange(hop_count)[:, None] * HOP + offsets[None, :]).astype(np.int64)
-        g = self.at(np.minimum(points.ravel(), self.total - 1)).reshape(hop_count, POINTS_PER_HOP)
-        return np.mean(g * g, axis=1)
+        out = np.empty(hop_count)
+        for first in range(0, hop_count, 2048):  # a block at a time: memory stays small for hours
+            hops = np.arange(first, min(first + 2048, hop_count))
+            points = (hops[:, None] * HOP + offsets[None, :]).astype(np.int64)
+            g = self.at(np.minimum(points.ravel(), self.total - 1)).reshape(len(hops), POINTS_PER_HOP)
+            out[first:first + len(hops)] = np.mean(g * g, axis=1)
+        return out
 
     def most(self, a: int, b: int) -> float:
         """An upper bound of the gain over [a, b) (for peak bounds): sampled every 5 ms, plus a margin."""
-        points = np.unique(np.concatenate([np.arange(a, b, ms_to_samples(5)), [max(a, b - 1)]]))
-        return float(self.at(points).max()) * 1.01 if b > a else 0.0
+        if b <= a:
+            return 0.0
+        step, block = ms_to_samples(5), ms_to_samples(5) * 4096
+        most = float(self.at(np.array([b - 1]))[0])
+        for first in range(a, b, block):  # a block at a time: the whole track may be asked for
+            most = max(most, float(self.at(np.arange(first, min(first + block, b), step)).max()))
+            if most >= 1.0:
+                break
+        return most * 1.01
 
 
 def envelope(timeline: Timeline, duck_db: float, duck_tones: bool = False) -> Envelope:
