@@ -26,6 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
+from voiceflex import leftovers
 from voiceflex.audio import bedgen
 from voiceflex.audio.duck import Envelope, envelope
 from voiceflex.audio.loudness import HOP, K_TAIL, from_db, gated_loudness, hop_energies, k_weight, true_peak
@@ -147,7 +148,8 @@ def prepare(background: Background, cache_dir: Path) -> tuple[Source, str]:
 def _make(folder: Path, background: Background) -> None:
     """Decode or generate the bed into a folder beside `folder`, measure it, and move it in whole."""
     folder.parent.mkdir(parents=True, exist_ok=True)
-    temp = Path(tempfile.mkdtemp(dir=folder.parent, prefix=f".{os.getpid()}-"))
+    leftovers.sweep(folder.parent, leftovers.TEMP_FILE)  # what killed makers left
+    temp = Path(tempfile.mkdtemp(dir=folder.parent, prefix=f".{os.getpid()}-", suffix=".tmp"))
     try:
         raw = temp / "bed.s16"
         if background.sound in BEDS:
@@ -161,7 +163,8 @@ def _make(folder: Path, background: Background) -> None:
             period = (length - XFADE) // HOP * HOP
             xfade = XFADE
         _measure(temp, Source(raw, length, period, xfade, 0.0, 0.0, np.zeros(0), np.zeros(0)))
-        shutil.rmtree(folder, ignore_errors=True)  # a damaged entry (a sound one is not made again)
+        if _open(folder) is None:  # a damaged entry; a sound one another process just made stays
+            shutil.rmtree(folder, ignore_errors=True)
         try:
             os.replace(temp, folder)
         except OSError:  # another process got there first: theirs is the same
