@@ -114,6 +114,26 @@ def test_bed_fades_in_over_2_s_and_out_over_the_last_3_s(tmp_path, fake_engine):
                            )).tolist() == pytest.approx([1.0, 0.5, 0.0])
 
 
+def test_the_fast_gain_is_the_envelope_itself():
+    rng = np.random.default_rng(5)
+    for total in (3 * RATE, 40 * RATE):  # a track shorter than both fades, and a longer one
+        starts = np.sort(rng.choice(total, 6, replace=False)).astype(np.int64)
+        env = duck.Envelope(total, 9.0, starts, starts + rng.integers(1, 30000, 6))
+        ends = np.maximum.accumulate(env.ends)
+        env = duck.Envelope(total, 9.0, starts, ends)
+        for a in range(0, total, 7001):
+            b = min(a + 9000, total)
+            assert np.array_equal(env.gain(a, b), env.at(np.arange(a, b)).astype(np.float32))
+
+
+def test_the_schema_knows_the_background_key():
+    from voiceflex.routine.schema import json_schema
+
+    background = json_schema()["properties"]["background"]
+    assert background["required"] == ["sound"]
+    assert set(background["properties"]) == {"sound", "level", "duck", "duck_tones"}
+
+
 # ---- sources -----------------------------------------------------------------------------
 
 

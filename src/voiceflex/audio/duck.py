@@ -78,13 +78,10 @@ class Envelope:
             lo, hi = max(end, a), min(end + UP, b)  # up[k]: k samples after it
             if lo < hi:
                 np.minimum(g[lo - a:hi - a], up[lo - end:hi - end], out=g[lo - a:hi - a])
-        lo, hi = max(a, 0), min(b, FADE_IN)
-        if lo < hi:
-            g[lo - a:hi - a] *= _rise(np.arange(lo, hi) / FADE_IN)
-        lo, hi = max(a, self.total - FADE_OUT), b
-        if lo < hi:
-            g[lo - a:hi - a] *= np.minimum(_rise((self.total - np.arange(lo, hi)) / FADE_OUT),
-                                           _rise(np.arange(lo, hi) / FADE_IN))
+        for lo, hi in ((max(a, 0), min(b, FADE_IN)), (max(a, self.total - FADE_OUT, FADE_IN), b)):
+            if lo < hi:  # the fades (the two spans never overlap; a short track has both in each)
+                n = np.arange(lo, hi)
+                g[lo - a:hi - a] *= np.minimum(_rise(n / FADE_IN), _rise((self.total - n) / FADE_OUT))
         return g.astype(np.float32)
 
     def mean_square_per_hop(self, hop_count: int) -> np.ndarray:
