@@ -243,7 +243,7 @@ def test_play_and_wav_export_are_the_same_samples_with_a_bed(tmp_path, fake_engi
 def test_music_none_turns_the_routines_bed_off_and_a_name_replaces_it(tmp_path, fake_engine):
     path = str(_routine(tmp_path, "rain"))
     assert pipeline.plan(path, engine=fake_engine, music="none").bed is None
-    assert pipeline.background_of(pipeline.plan(path, engine=fake_engine).routine, "drone").sound == "drone"
+    assert bedmod.chosen(pipeline.plan(path, engine=fake_engine).routine.background, "drone").sound == "drone"
 
 
 def test_lacrosse_release_has_a_soft_bed_by_default():

@@ -7,9 +7,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Iterator
 
-from voiceflex.errors import Diagnostic, EngineError, RoutineError, UnknownVoiceError, UsageError
+from voiceflex.errors import Diagnostic, EngineError, RoutineError, UnknownVoiceError
 from voiceflex.routine import read
-from voiceflex.routine.model import BEDS, Background, Routine
+from voiceflex.routine.model import Routine
 from voiceflex.timeline import Timeline, compile_routine, speech_texts
 
 if TYPE_CHECKING:
@@ -73,30 +73,14 @@ def plan(ref: str, *, engine=None, music: str | None = None,
             raise
         raise EngineError(f"{where}: {exc}", hint=exc.hint, cue=exc.cue) from None
     timeline = compile_routine(routine, lambda text: clips[text].ms)
-    background = background_of(routine, music)
+    from voiceflex.audio import bed
+
+    background = bed.chosen(routine.background, music)
     if background is None:
         return Plan(routine, timeline, clips)
-    from voiceflex.audio.bed import bed_for
     from voiceflex.voice.cache import default_cache_dir
 
-    return Plan(routine, timeline, clips, bed_for(background, timeline, default_cache_dir() / "beds"))
-
-
-def background_of(routine: Routine, music: str | None) -> Background | None:
-    """The routine's sound bed, with `--music` (a file, a built-in bed's name, "none") over its sound."""
-    import os
-    from dataclasses import replace
-
-    if music is None:
-        return routine.background
-    if music == "none":
-        return None
-    base = routine.background or Background(music)
-    if music in BEDS:
-        return replace(base, sound=music, location=None)
-    if not os.path.isfile(music):
-        raise UsageError(f"--music {music}: no such file (or a built-in bed: {', '.join(BEDS)}, or none)")
-    return replace(base, sound=os.path.realpath(music), location=None)
+    return Plan(routine, timeline, clips, bed.bed_for(background, timeline, default_cache_dir() / "beds"))
 
 
 class Track:

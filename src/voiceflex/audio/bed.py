@@ -21,7 +21,7 @@ import os
 import shutil
 import subprocess
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -118,6 +118,20 @@ class Bed:
     def peak(self, a: int, b: int, scale: float) -> float:
         """An upper bound of the bed's true peak within [a, b)."""
         return self.source.peak * scale * self.envelope.most(a, b)
+
+
+def chosen(background: Background | None, music: str | None) -> Background | None:
+    """A routine's `background`, with `--music` (a file, a built-in bed's name, "none") over its sound."""
+    if music is None:
+        return background
+    if music == "none":
+        return None
+    base = background or Background(music)
+    if music in BEDS:
+        return replace(base, sound=music, location=None)
+    if not os.path.isfile(music):
+        raise UsageError(f"--music {music}: no such file (or a built-in bed: {', '.join(BEDS)}, or none)")
+    return replace(base, sound=os.path.realpath(music), location=None)
 
 
 def bed_for(background: Background, timeline: Timeline, cache_dir: Path) -> Bed:
