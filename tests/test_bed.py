@@ -246,6 +246,27 @@ def test_music_none_turns_the_routines_bed_off_and_a_name_replaces_it(tmp_path, 
     assert bedmod.chosen(pipeline.plan(path, engine=fake_engine).routine.background, "drone").sound == "drone"
 
 
+def test_the_config_files_music_is_under_the_routine_and_the_command_line(tmp_path, fake_engine):
+    from types import MappingProxyType
+
+    from voiceflex.config import Settings
+
+    def source(path, **cli):
+        settings = Settings(cli=MappingProxyType(cli), file=MappingProxyType({"music": "drone"}))
+        planned = pipeline.plan(str(path), settings, engine=fake_engine)
+        return planned.bed and planned.bed.source.path.parent.name
+
+    cache = Path(os.environ["VOICEFLEX_CACHE_DIR"]) / "beds"
+    name = {bed: bedmod.prepare(Background(bed), cache)[0].path.parent.name for bed in ("rain", "drone")}
+    with_bed = _routine(tmp_path, "rain")
+    without = tmp_path / "plain.yaml"
+    without.write_text("title: Plain\nsteps:\n  - say: Hello there.\n", encoding="utf-8")
+    assert source(without) == name["drone"]  # the config's, where the routine has none
+    assert source(with_bed) == name["rain"]  # the routine's over the config's
+    assert source(with_bed, music="drone") == name["drone"]  # the command line's over both
+    assert source(with_bed, music="none") is None
+
+
 def test_lacrosse_release_has_a_soft_bed_by_default():
     from voiceflex.routine import read
 
