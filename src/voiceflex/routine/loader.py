@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import difflib
+import hashlib
 import math
 import os
 import re
@@ -66,6 +67,7 @@ class _Loader:
         self.diagnostics: list[Diagnostic] = []
         self.include_stack: list[Path] = []
         self.tone_names: set[str] = set(DEFAULT_TONES)
+        self.sources: list[tuple[str, str]] = []  # (real path, sha256 of its bytes), as read
 
     # ---- files ------------------------------------------------------------
 
@@ -84,6 +86,7 @@ class _Loader:
             reason = exc.strerror or str(exc)
             self.error(where or Location(display, 1, 1), f"cannot read {display}: {reason}")
             return None
+        self.sources.append((os.path.realpath(path), hashlib.sha256(data).hexdigest()))
         try:
             text = yamlsource.decode(data, display, size=size)
             return yamlsource.parse(text, display, problems=self.diagnostics)
@@ -115,7 +118,7 @@ class _Loader:
             description=self.value(S.TOP["description"], fields.get("description")),
             author=self.value(S.TOP["author"], fields.get("author")),
             steps=steps, file=display, voice=voice, tones=tones, background=background,
-            announce=announce,
+            announce=announce, sources=tuple(self.sources),
         )
 
     # ---- mappings and values ----------------------------------------------

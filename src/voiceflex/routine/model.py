@@ -177,3 +177,6 @@ class Routine:
     tones: dict[str, ToneSpec] = field(default_factory=lambda: dict(DEFAULT_TONES))
     background: Background | None = None
     announce: bool = False  # speak "Rest, 10 seconds. Next: ..." at each rest
+    # Every file read for it, the routine's own first: (real path, sha256 of
+    # the bytes parsed), so a render can be keyed by exactly what it was made of.
+    sources: tuple[tuple[str, str], ...] = field(default=(), compare=False)
