@@ -107,6 +107,7 @@ def _parser() -> argparse.ArgumentParser:
                    help="one file per chapter in a folder DIR/<name>/, with an .m3u8 playlist")
     p.add_argument("--all", action="store_true", help="export every built-in routine")
     options.voice_options(p)
+    _music_flag(p)
     p = command("play", _play, "play a routine live through the default sound output")
     p.add_argument("routine", metavar="ROUTINE")
     p.add_argument("--from", dest="start", metavar="CHAPTER",
@@ -115,11 +116,13 @@ def _parser() -> argparse.ArgumentParser:
     p.epilog = ("keys, when standard input is a terminal: space pauses and resumes, n or right arrow "
                 "skips to the next chapter, p or left arrow goes back to the chapter's start (twice: "
                 "the chapter before), q quits; Ctrl-C stops too (exit status 130)")
+    _music_flag(p)
     p = command("check", _check, "listen to a routine's audio and check every cue, tone and level")
     p.add_argument("routine", metavar="ROUTINE")
     p.add_argument("--audio", metavar="FILE", help="check this file (e.g. an exported MP3) instead of a fresh render")
     p.add_argument("--json", action="store_true", help="print the report as JSON (docs/check.md)")
     options.voice_options(p)
+    _music_flag(p)
     p = command("serve", _serve, "serve routines to a phone on the local network: a page, a podcast feed, the MP3s")
     p.add_argument("routines", nargs="*", metavar="ROUTINE",
                    help="default: the built-in routines and the routine files in this folder")
@@ -202,6 +205,12 @@ def _plan(args: argparse.Namespace) -> int:
     print()
     _table(["start", "end", "ch", "kind", "cue"], rows)
     return EXIT_OK
+
+
+def _music_flag(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--music", metavar="FILE|BED|none",
+                   help="a sound bed under the routine: an audio file, brown-noise, rain or drone; "
+                        "none turns the routine's own off")
 
 
 def _export(args: argparse.Namespace) -> int:
