@@ -138,9 +138,9 @@ def _block(index: int, rng: random.Random) -> list[str]:
     ]
 
 
-def routine_yaml(minutes: int, blocks: int, rest_ms: int = 10_000) -> str:
+def routine_yaml(minutes: int, blocks: int, rest_ms: int = 10_000, engine: str = "pyttsx3") -> str:
     rng = random.Random(minutes)
-    lines = [f"title: Benchmark class, {minutes} minutes",
+    lines = [f"title: Benchmark class, {minutes} minutes", f"voice: {{engine: {engine}}}",
              "description: A generated mobility class for scripts/bench.",
              "author: voiceflex bench", "steps:",
              "  - name: Welcome", f'    say: "Welcome to this {minutes} minute class."',
@@ -155,15 +155,15 @@ def routine_yaml(minutes: int, blocks: int, rest_ms: int = 10_000) -> str:
     return "\n".join(lines) + "\n"
 
 
-def make_routine(folder: Path, minutes: int) -> tuple[Path, dict]:
-    """A class of exactly `minutes` (real speech lengths, from the bench's voice cache)."""
+def make_routine(folder: Path, minutes: int, engine: str = "pyttsx3") -> tuple[Path, dict]:
+    """A class of exactly `minutes` spoken by `engine` (real speech lengths, from the bench's voice cache)."""
     from voiceflex import pipeline
 
-    path = folder / f"class-{minutes}min.yaml"
+    path = folder / (f"class-{minutes}min.yaml" if engine == "pyttsx3" else f"class-{minutes}min-{engine}.yaml")
     target = minutes * 60_000
 
     def length(blocks: int, rest_ms: int = 10_000) -> int:
-        path.write_text(routine_yaml(minutes, blocks, rest_ms), encoding="utf-8")
+        path.write_text(routine_yaml(minutes, blocks, rest_ms, engine), encoding="utf-8")
         return pipeline.plan(str(path)).timeline.duration_ms
 
     blocks = max(1, minutes // 2)
@@ -455,6 +455,39 @@ def machine() -> dict[str, str]:
     }
 
 
+# ---- Piper ------------------------------------------------------------------------------------
+
+
+def builtin_texts() -> list[str]:
+    """The distinct cue texts of every built-in routine (67 here, ~156 s of speech)."""
+    from voiceflex import pipeline
+    from voiceflex.routine import builtin_names
+    from voiceflex.timeline import speech_texts
+
+    texts = [t for name in builtin_names() for t in speech_texts(pipeline.validate(name))]
+    return list(dict.fromkeys(texts))
+
+
+def piper_speaking(texts: list[str], workers: int) -> tuple[float, Run]:
+    """(seconds of speech, the run) of Piper speaking `texts` from cold: workers start, load, speak."""
+    from voiceflex.voice.piper_engine import PiperEngine
+
+    load = os.getloadavg()[0]
+    engine = PiperEngine()
+    voice = engine.voices()[0].id
+    began = time.perf_counter()
+    spoken = sum(clip.ms for _, clip in engine.render(texts, voice, 160, workers=workers)) / 1000
+    return spoken, Run(time.perf_counter() - began, 0.0, load)
+
+
+def with_engine(folder: Path, name: str, engine: str) -> Path:
+    """A copy of the built-in routine `name` (with the parts it includes) spoken by `engine`."""
+    shutil.copytree(ROOT / "src" / "voiceflex" / "routines", folder, dirs_exist_ok=True)
+    path = folder / f"{name}.yaml"
+    path.write_text(path.read_text(encoding="utf-8") + f"voice:\n  engine: {engine}\n", encoding="utf-8")
+    return path
+
+
 # ---- the benchmark ---------------------------------------------------------------------------
 
 
@@ -469,14 +502,17 @@ def main() -> int:
     parser.add_argument("--markdown", action="store_true", help="print the table as Markdown")
     parser.add_argument("--json", metavar="FILE", help="also write every run to FILE")
     parser.add_argument("--keep", action="store_true", help="keep the work folder (routines, files)")
+    parser.add_argument("--only", choices=["piper"],
+                        help="only the Piper rows (with the floor and pyttsx3's warm export beside them)")
     args = parser.parse_args()
+    full = args.only is None
     if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
         # Started in the background (`scripts/bench &`): the shell ignores
         # SIGINT for us, our children would inherit that, and `play` would
         # never hear the SIGINT that ends each first-sound measure.
         signal.signal(signal.SIGINT, signal.default_int_handler)
     runs = 3 if args.quick else args.runs
-    pydub_runs = 0 if args.no_pydub else (1 if args.quick else min(args.pydub_runs, runs))
+    pydub_runs = 0 if args.no_pydub or not full else (1 if args.quick else min(args.pydub_runs, runs))
 
     work = Path(tempfile.mkdtemp(prefix="voiceflex-bench-"))
     warm_cache = work / "voice-cache"
@@ -490,8 +526,11 @@ def main() -> int:
         note(f"work folder: {work}")
         note("generating the 30-minute and 2-hour routines (fills the bench's voice cache)...")
         r30, info30 = make_routine(work, 30)
-        r120, info120 = make_routine(work, 120)
-        for info in (info30, info120):
+        r120, info120 = make_routine(work, 120) if full else (r30, info30)
+        note("... and the 30-minute routine spoken by piper")
+        p30, info_piper = make_routine(work, 30, "piper")
+        piper_builtin = with_engine(work / "piper-routines", BUILTIN, "piper")
+        for info in (info30, info120, info_piper) if full else (info30, info_piper):
             note(f"  {info['minutes']} min: {info['chapters']} chapters, {info['events']} events, "
                  f"{info['speech']} spoken cues ({info['distinct']} distinct, "
                  f"{info['spoken_s']:.0f} s of speech)")
@@ -504,7 +543,7 @@ def main() -> int:
                        env=env, check=True, stdout=subprocess.DEVNULL)
         subprocess.run([VOICEFLEX, "export", BUILTIN, "-o", str(out), "--format", "wav"],
                        env=env, check=True, stdout=subprocess.DEVNULL)
-        for routine in (r30, r120):  # their level memos, as any export leaves them
+        for routine in dict.fromkeys((r30, r120, p30, piper_builtin)):  # their level memos, as any export leaves them
             subprocess.run([VOICEFLEX, "export", str(routine), "-o", str(out)],
                            env=env, check=True, stdout=subprocess.DEVNULL)
         # The same cached cues without level memos, for the "no level memo" runs:
@@ -538,7 +577,7 @@ def main() -> int:
             return cache
 
         export = [VOICEFLEX, "export"]
-        for i in range(runs):
+        for i in range(runs if full else 0):
             note(f"export round {i + 1}/{runs} (load {os.getloadavg()[0]:.2f})")
             # Interleaved, so each comparison sees the same machine.
             record("floor_same", timed([*ffmpeg, "-compression_level", "7", "-y", floor_mp3]))
@@ -559,7 +598,7 @@ def main() -> int:
                 record("pydub", timed([PYTHON, str(pydub_script), str(pydub_script.parent),
                                        str(out / "pydub.mp3")]))
 
-        for i in range(runs):
+        for i in range(runs if full else 0):
             note(f"play round {i + 1}/{runs} (load {os.getloadavg()[0]:.2f})")
             capture = work / "capture"
             record("play_warm_builtin", first_sound(BUILTIN, warm_cache, capture))
@@ -569,22 +608,43 @@ def main() -> int:
             unmeasured()
             record("play_warm_30_unmeasured", first_sound(str(r30), bare_cache, capture))
 
-        for i in range(runs):
+        for i in range(runs if full else 0):
             record("help", timed([VOICEFLEX, "--help"], env))
             record("validate", timed([VOICEFLEX, "validate", str(r30)], env))
 
-        rss30 = rss_split(["export", str(r30), "-o", str(out)], env, work)
-        rss120 = rss_split(["export", str(r120), "-o", str(out)], env, work)
+        texts = builtin_texts()
+        spoken = 0.0
+        for i in range(runs):
+            note(f"piper round {i + 1}/{runs} (load {os.getloadavg()[0]:.2f})")
+            if not full:  # what the Piper rows are compared with
+                record("floor_same", timed([*ffmpeg, "-compression_level", "7", "-y", floor_mp3]))
+                record("warm30", timed([*export, str(r30), "-o", str(out)], env))
+            # One worker, then both cores, one after the other: the same machine for the ratio.
+            for workers in (1, 2):
+                spoken, run = piper_speaking(texts, workers)
+                record(f"piper_speak_{workers}", run)
+            record("piper_cold30", timed([*export, str(p30), "-o", str(out)],
+                                         {**env, "VOICEFLEX_CACHE_DIR": str(cold_cache())}))
+            record("piper_warm30", timed([*export, str(p30), "-o", str(out)], env))
+            capture = work / "capture"
+            record("play_warm_piper", first_sound(str(piper_builtin), warm_cache, capture))
+            record("play_cold_piper", first_sound(str(piper_builtin), cold_cache(), capture))
 
-        rows = table(series, runs, pydub_runs)
+        rss30 = rss_split(["export", str(r30), "-o", str(out)], env, work) if full else (0, 0)
+        rss120 = rss_split(["export", str(r120), "-o", str(out)], env, work) if full else (0, 0)
+
+        rows = (table(series, runs, pydub_runs) if full else []) + piper_table(series, runs, spoken)
         print()
         print_table(rows, args.markdown)
         print()
-        print(f"30-min routine: {info30['chapters']} chapters, {info30['events']} events, "
-              f"{info30['speech']} spoken cues, {info30['distinct']} distinct; "
-              f"2-hour: {info120['events']} events, {info120['distinct']} distinct cues")
-        print(f"peak RSS split (own / largest child): 30 min {rss30[0]:.0f} / {rss30[1]:.0f} MB, "
-              f"2 h {rss120[0]:.0f} / {rss120[1]:.0f} MB")
+        if full:
+            print(f"30-min routine: {info30['chapters']} chapters, {info30['events']} events, "
+                  f"{info30['speech']} spoken cues, {info30['distinct']} distinct; "
+                  f"2-hour: {info120['events']} events, {info120['distinct']} distinct cues")
+            print(f"peak RSS split (own / largest child): 30 min {rss30[0]:.0f} / {rss30[1]:.0f} MB, "
+                  f"2 h {rss120[0]:.0f} / {rss120[1]:.0f} MB")
+        print(f"30-min routine with piper: {info_piper['events']} events, {info_piper['speech']} spoken "
+              f"cues, {info_piper['distinct']} distinct, {info_piper['spoken_s']:.0f} s of speech")
         for hang in HANGS:
             print(f"WARNING: {hang}")
         print(f"load average (1 min) during the runs: median {statistics.median(loads):.2f}, "
@@ -593,7 +653,7 @@ def main() -> int:
             print(f"{key}: {value}")
         if args.json:
             Path(args.json).write_text(json.dumps({
-                "machine": machine(), "routines": [info30, info120],
+                "machine": machine(), "routines": [info30, info120, info_piper],
                 "rss_split_mb": {"30": rss30, "120": rss120},
                 "series": {k: [vars(r) for r in s.runs] for k, s in series.items()},
             }, indent=2))
@@ -670,6 +730,37 @@ def table(series: dict[str, Series], runs: int, pydub_runs: int) -> list[Row]:
         Row("voiceflex --help", f"{helped:.3f} s", n, "<= 0.15 s", helped <= 0.15),
         Row("voiceflex validate (30-min routine)", f"{series['validate'].median():.3f} s", n),
     ]
+    return rows
+
+
+
+def piper_table(series: dict[str, Series], runs: int, spoken: float) -> list[Row]:
+    """The Piper rows: cold speaking on one and two cores, 30-minute exports, first sound."""
+    n = str(runs)
+
+    def paired(a: str, b: str) -> float:
+        return statistics.median(x.seconds / y.seconds for x, y in
+                                 zip(series[a].runs, series[b].runs, strict=True))
+
+    one, two = (spoken / series[f"piper_speak_{w}"].median() for w in (1, 2))
+    cores = paired("piper_speak_1", "piper_speak_2")
+    warm = paired("piper_warm30", "floor_same")
+    same = paired("piper_warm30", "warm30")
+    rows = [
+        Row(f"piper cold speaking, built-in cues ({spoken:.0f} s of speech), 1 worker",
+            f"{one:.1f}x real time", n),
+        Row("piper cold speaking, the same, 2 workers", f"{two:.1f}x real time", n),
+        Row("  2 workers / 1 worker", f"{cores:.2f}x", n, ">= 1.8x", cores >= 1.8),
+        Row("piper cold export, 30 min (empty voice cache)", f"{series['piper_cold30'].median():.2f} s", n),
+        Row("  / floor (same settings)", f"{paired('piper_cold30', 'floor_same'):.2f}x", n),
+        Row("piper warm export, 30 min", f"{series['piper_warm30'].median():.2f} s", n),
+        Row("  / floor (same settings)", f"{warm:.2f}x", n, "<= 1.0x", warm <= 1.0),
+        Row("  / pyttsx3 warm export, 30 min", f"{same:.2f}x", n, "~1.0x (0.9-1.1)", 0.9 <= same <= 1.1),
+    ]
+    for key, what, goal in [("play_warm_piper", f"first sound, play {BUILTIN} with piper, warm", 0.5),
+                            ("play_cold_piper", f"first sound, play {BUILTIN} with piper, cold", 6.0)]:
+        value = series[key].median()
+        rows.append(Row(what, f"{value:.2f} s", n, f"<= {goal} s", value <= goal))
     return rows
 
 

@@ -19,7 +19,7 @@ MAX_REPEAT = 1000
 MAX_NESTING = 16
 MAX_HOURS = 6
 MAX_EVENTS = 200_000
-ENGINES = ("pyttsx3", "espeak-ng")
+ENGINES = ("pyttsx3", "espeak-ng", "piper")
 
 
 @dataclass(frozen=True)
@@ -47,7 +47,7 @@ TOP: dict[str, Field] = {
 }
 
 VOICE_FIELDS: dict[str, Field] = {
-    "engine": Field(ENGINE, "Speech engine: pyttsx3 (default) or espeak-ng."),
+    "engine": Field(ENGINE, "Speech engine: pyttsx3 (default), espeak-ng or piper."),
     "id": Field(TEXT, "Engine voice id (see `voiceflex voices`); default follows `language`."),
     "rate": Field(INT, "Words per minute.", min=80, max=400),
     "gap": Field(DURATION0, "Silence after each `say` step (default 0.4 s)."),

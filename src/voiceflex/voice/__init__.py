@@ -9,6 +9,7 @@ if TYPE_CHECKING:
     from voiceflex.voice.cache import VoiceCache
     from voiceflex.voice.engine import Clip, Engine, VoiceInfo, resolve_voice, trim_silence
     from voiceflex.voice.espeak_cli import EspeakCliEngine
+    from voiceflex.voice.piper_engine import PiperEngine
     from voiceflex.voice.pyttsx3_engine import Pyttsx3Engine
     from voiceflex.voice.synthesis import get_engine, list_voices, synthesize
 
@@ -23,6 +24,7 @@ _EXPORTS = {
     "trim_silence": "engine",
     "VoiceCache": "cache",
     "EspeakCliEngine": "espeak_cli",
+    "PiperEngine": "piper_engine",
     "Pyttsx3Engine": "pyttsx3_engine",
     "get_engine": "synthesis",
     "list_voices": "synthesis",
@@ -32,6 +34,7 @@ __all__ = [
     "Clip",
     "Engine",
     "EspeakCliEngine",
+    "PiperEngine",
     "Pyttsx3Engine",
     "VoiceCache",
     "VoiceInfo",

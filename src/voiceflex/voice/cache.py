@@ -36,6 +36,17 @@ def default_cache_dir() -> Path:
     return Path(platformdirs.user_cache_dir("voiceflex")) / "voice"
 
 
+def write_atomically(path: Path, text: str) -> None:
+    """Best effort, for memos kept beside the cache: one that cannot be written is worked out again."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile("w", dir=path.parent, delete=False, suffix=".tmp") as f:
+            f.write(text)
+        os.replace(f.name, path)
+    except OSError:
+        pass
+
+
 class VoiceCache:
     """Clips on disk, one file per key; a damaged entry reads as missing and is removed."""
 

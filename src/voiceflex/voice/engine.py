@@ -103,16 +103,18 @@ def resolve_voice(voices: Sequence[VoiceInfo], settings: VoiceSettings, engine_n
     )
 
 
-def trim_silence(samples: np.ndarray) -> np.ndarray:
-    """`samples` without the exact-zero samples at either end.
+def trim_silence(samples: np.ndarray, threshold: int = 0) -> np.ndarray:
+    """`samples` without the samples at either end whose magnitude is at most `threshold`.
 
     espeak pads every utterance with digital silence: about 15 ms before the
     speech and 350 ms after it (its end-of-sentence pause).  The timeline moves
     on by a clip's length plus `voice.gap`, so that padding would quietly add a
-    third of a second to every gap.  Cutting exactly the zero samples is
-    deterministic and never touches the speech itself.
+    third of a second to every gap.  Cutting exactly the zero samples (the
+    default) is deterministic and never touches the speech itself; a neural
+    voice pads with faint noise instead, cut below a `threshold` far under
+    hearing.
     """
-    nonzero = np.flatnonzero(samples)
-    if nonzero.size == 0:
+    loud = np.flatnonzero(np.abs(samples.astype(np.int32)) > threshold if threshold else samples)
+    if loud.size == 0:
         return samples[:0]
-    return samples[nonzero[0] : nonzero[-1] + 1]
+    return samples[loud[0] : loud[-1] + 1]

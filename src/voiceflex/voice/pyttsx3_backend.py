@@ -1,97 +1,119 @@
-"""Runs inside a worker process: pyttsx3 speaking one cue at a time into a WAV file.
+"""Runs inside a worker process: libespeak-ng, through pyttsx3, speaking each cue from a fresh state.
 
 Imports only the standard library and pyttsx3, so a worker starts quickly.
 """
 
 from __future__ import annotations
 
+import ctypes
 import os
-import threading
-import time
-import wave
+import pickle
+import signal
+from collections.abc import Callable
 from importlib import metadata
+from typing import TypeVar
+
+T = TypeVar("T")
+CHILD_LIMIT_S = 60
 
 
 class Pyttsx3Backend:
-    """Runs inside a worker process: one pyttsx3 engine, one cue at a time."""
+    """libespeak-ng started and given its voice here, and each cue spoken by a child forked from that.
+
+    libespeak-ng carries synthesis state from one utterance to the next (the
+    same text came out some ms longer or shorter, with another waveform, after
+    other texts), and neither setting the voice again nor espeak_ng_Initialize
+    resets it.  This worker never speaks itself: each cue is spoken by a child
+    forked from it, so from the state of a process that has spoken nothing,
+    whatever the order in which the cues were handed out (docs/voices.md).
+
+    The child asks libespeak-ng, through pyttsx3's bindings and with the flags
+    pyttsx3 uses, to speak synchronously: that mode starts no thread (so the
+    fork is safe) and the cue is complete when Synth returns.  pyttsx3's own
+    threaded driver cut about 1 cue in 20 short when each ran in a fresh process.
+    """
 
     def __init__(self) -> None:
         import pyttsx3
         from pyttsx3.drivers import _espeak
 
+        self._pyttsx3 = pyttsx3
         self._espeak = _espeak
-        _poll_faster()
-        self._tts = pyttsx3.init("espeak")
-        self._finished = threading.Event()
-        self._completed = False
-        self._tts.connect("finished-utterance", self._on_finished)
+        self._sample_rate = 0  # libespeak-ng is started on the first cue
         self._voice: str | None = None
-        self._rate: int | None = None
-        # The worker's own scratch folder (its working directory); the pool removes it.
-        self._wav = os.path.abspath("cue.wav")
-
-    def _on_finished(self, name: str | None, completed: bool) -> None:
-        # Called on espeak's synthesis thread, after the WAV file is written.
-        self._completed = completed
-        self._finished.set()
+        self._chunks: list[bytes] = []
 
     def info(self) -> tuple[str, list[tuple[str, str, tuple[str, ...]]]]:
-        library = (self._espeak.Info() or b"?").decode("utf-8", "replace")
-        version = f"pyttsx3 {metadata.version('pyttsx3')}, libespeak-ng {library}"
-        voices = [(v.id, v.name, tuple(v.languages or ())) for v in self._tts.getProperty("voices")]
-        return version, voices
+        return _in_child(self._info)
 
     def render(self, text: str, voice: str, rate: int) -> tuple[bytes, int]:
         if not text.strip():
-            # save_to_file("") fails with a bare AssertionError; say what it is.
             raise ValueError("there is no text to speak")
+        espeak = self._espeak
+        if not self._sample_rate:
+            self._sample_rate = espeak.Initialize(espeak.AUDIO_OUTPUT_SYNCHRONOUS, 1000)
+            if self._sample_rate <= 0:
+                raise RuntimeError("libespeak-ng could not start")
+            espeak.SetSynthCallback(self._on_synth)
         if voice != self._voice:
-            self._tts.setProperty("voice", voice)
+            # A pool serves one routine, so a worker sets its voice once.
+            if espeak.SetVoiceByName(voice.encode("utf-8")) != espeak.EE_OK:
+                raise RuntimeError(f"libespeak-ng has no voice {voice!r}")
             self._voice = voice
-        if rate != self._rate:
-            self._tts.setProperty("rate", rate)
-            self._rate = rate
-        if os.path.exists(self._wav):
-            os.remove(self._wav)  # so a cue that writes nothing cannot pass as the last one
-        self._finished.clear()
-        # Exactly one save per runAndWait: pyttsx3 writes only the last one queued.
-        self._tts.save_to_file(text, self._wav)
-        self._tts.runAndWait()
-        # runAndWait can return while espeak is still synthesising on its own
-        # thread.  Wait for the end of the utterance (the file is complete then),
-        # then for the thread to go idle: starting the next cue while it is busy
-        # makes pyttsx3 cancel that next cue.  A hang here is the parent's to catch.
-        self._finished.wait()
-        while self._espeak.IsPlaying():
-            time.sleep(0.001)
-        if not self._completed:
-            raise RuntimeError("espeak cancelled the utterance")
-        with wave.open(self._wav, "rb") as wav:
-            if wav.getnchannels() != 1 or wav.getsampwidth() != 2:
-                raise RuntimeError("pyttsx3 wrote something other than 16-bit mono audio")
-            sample_rate = wav.getframerate()
-            frames = wav.readframes(wav.getnframes())
+        return _in_child(self._speak, text, rate)
+
+    def _on_synth(self, wav, count, events) -> int:  # noqa: ANN001 - a ctypes callback
+        if count > 0:
+            self._chunks.append(ctypes.string_at(wav, count * 2))
+        return 0
+
+    def _info(self) -> tuple[str, list[tuple[str, str, tuple[str, ...]]]]:
+        tts = self._pyttsx3.init("espeak")
+        library = (self._espeak.Info() or b"?").decode("utf-8", "replace")
+        version = f"pyttsx3 {metadata.version('pyttsx3')}, libespeak-ng {library}, fresh state per cue"
+        voices = [(v.id, v.name, tuple(v.languages or ())) for v in tts.getProperty("voices")]
+        return version, voices
+
+    def _speak(self, text: str, rate: int) -> tuple[bytes, int]:
+        espeak = self._espeak
+        espeak.SetParameter(espeak.RATE, rate, 0)
+        espeak.Synth(text.encode("utf-8"), flags=espeak.ENDPAUSE | espeak.CHARS_UTF8)
+        frames = b"".join(self._chunks)
         if not frames.strip(b"\0"):
-            raise RuntimeError("pyttsx3 wrote no sound")
-        return frames, sample_rate
+            raise RuntimeError("libespeak-ng produced no sound")
+        return frames, self._sample_rate
 
 
-class _QuickSleep:
-    """Stands in for the time module inside pyttsx3's espeak driver."""
-
-    @staticmethod
-    def sleep(seconds: float) -> None:
-        time.sleep(min(seconds, 0.0005))
-
-
-def _poll_faster() -> None:
-    # pyttsx3's espeak driver notices the end of an utterance by polling with
-    # time.sleep(0.01) (drivers/espeak.py, startLoop), while espeak needs about
-    # 2.5 ms for a short cue: three quarters of every cue was spent asleep.
-    # Polling every 0.5 ms in this worker changes nothing else (measured:
-    # 10.3 -> 2.6 ms a cue).  If a later pyttsx3 drops the module-level `time`,
-    # this is skipped and cues are just slower.
-    from pyttsx3.drivers import espeak as driver
-
-    if getattr(driver, "time", None) is time:
-        driver.time = _QuickSleep  # type: ignore[assignment]
+def _in_child(function: Callable[..., T], *args: object) -> T:
+    """`function(*args)` run in a forked child; its exception, or its crash, raised here."""
+    read_end, write_end = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: answer through the pipe and leave without clean-up
+        status = 0
+        try:
+            # The pool kills a worker that hangs; a child hung in libespeak-ng
+            # would outlive it.  No cue takes a minute.
+            signal.alarm(CHILD_LIMIT_S)
+            os.close(read_end)
+            try:
+                reply = ("ok", function(*args))
+            except Exception as e:
+                reply = ("error", f"{type(e).__name__}: {e}".rstrip(": "))
+            with os.fdopen(write_end, "wb") as pipe:
+                pipe.write(pickle.dumps(reply))
+        except BaseException:
+            status = 1
+        finally:
+            os._exit(status)
+    os.close(write_end)
+    with os.fdopen(read_end, "rb") as pipe:
+        data = pipe.read()
+    _, wait_status = os.waitpid(pid, 0)
+    if not data:
+        code = os.waitstatus_to_exitcode(wait_status)
+        how = f"killed by {signal.Signals(-code).name}" if code < 0 else f"exited with status {code}"
+        raise RuntimeError(f"the speech process {how}")
+    status, value = pickle.loads(data)
+    if status != "ok":
+        raise RuntimeError(value)
+    return value

@@ -7,7 +7,6 @@ from collections.abc import Iterator, Sequence
 import hashlib
 import json
 import os
-import tempfile
 import weakref
 from ctypes.util import find_library
 from pathlib import Path
@@ -15,7 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from voiceflex.errors import MissingComponentError
-from voiceflex.voice.cache import default_cache_dir
+from voiceflex.voice.cache import default_cache_dir, write_atomically
 from voiceflex.voice.engine import Clip, VoiceInfo, trim_silence
 from voiceflex.voice.workers import CUE_TIMEOUT, WorkerPool, default_workers
 
@@ -101,7 +100,7 @@ class Pyttsx3Engine:
         # Starting a worker costs ~0.1 s, so the answer is kept on disk for
         # this installation: a warm `play` then starts no worker at all.
         if self._info is None:
-            memo = default_cache_dir() / f"pyttsx3-info-{_fingerprint(self._library)}.json"
+            memo = default_cache_dir() / f"pyttsx3-info-2-{_fingerprint(self._library)}.json"
             try:
                 version, voices = json.loads(memo.read_text())
             except (OSError, ValueError):
@@ -119,17 +118,7 @@ class Pyttsx3Engine:
                     raise
                 self._spare = pool
                 weakref.finalize(self, pool.close)
-                _write_atomically(memo, json.dumps([version, voices]))
+                write_atomically(memo, json.dumps([version, voices]))
             self._info = (version, [VoiceInfo(i, n, tuple(langs)) for i, n, langs in voices])
         return self._info
 
-
-def _write_atomically(path: Path, text: str) -> None:
-    """Best effort: a memo that cannot be written is asked for again next time."""
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with tempfile.NamedTemporaryFile("w", dir=path.parent, delete=False, suffix=".tmp") as f:
-            f.write(text)
-        os.replace(f.name, path)
-    except OSError:
-        pass

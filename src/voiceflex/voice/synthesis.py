@@ -9,12 +9,14 @@ from voiceflex.routine.model import VoiceSettings
 from voiceflex.voice.cache import VoiceCache
 from voiceflex.voice.engine import Clip, Engine, VoiceInfo, resolve_voice
 from voiceflex.voice.espeak_cli import EspeakCliEngine
+from voiceflex.voice.piper_engine import PiperEngine
 from voiceflex.voice.pyttsx3_engine import Pyttsx3Engine
 from voiceflex.voice.workers import default_workers
 
 ENGINES: dict[str, Callable[[], Engine]] = {
     Pyttsx3Engine.name: Pyttsx3Engine,
     EspeakCliEngine.name: EspeakCliEngine,
+    PiperEngine.name: PiperEngine,
 }
 
 
