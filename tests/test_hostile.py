@@ -1,0 +1,100 @@
+"""Hostile routines of issue 13: huge numbers, slow durations, include fan-out, long breathes and ticks, tag text.
+
+Each file goes through the real `voiceflex validate` in a child process held
+to the acceptance bounds (10 s of CPU, 1.5 GB of address space), so a limit
+that stopped holding fails its case instead of stalling the run.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+SRC = Path(__file__).resolve().parent.parent / "src"
+DIGITS = "9" * 5000
+
+
+def _fan_out(levels: int, width: int) -> dict[str, str]:
+    """`levels` files, each including the next `width` times: width**levels leaves."""
+    files = {f"f{k}.yaml": "title: Fan\nsteps:\n" + f"  - include: f{k + 1}.yaml\n" * width for k in range(levels)}
+    files[f"f{levels}.yaml"] = "- say: Leaf.\n- pause: 1s\n"
+    return files
+
+
+def _ticking_hold_with_cues() -> str:
+    cues = "".join(f"      - {{at: {k}.5s, tone: tick}}\n" for k in range(1, 15_000))
+    return f"title: Ticks\nsteps:\n  - hold: 5h59m\n    tick: true\n    countdown: 3600\n    cues:\n{cues}"
+
+
+# name -> (files, file validated, (line, column, words of the message))
+CASES: dict[str, tuple[dict[str, str], str, tuple[int, int, str]]] = {
+    "integer-duration-400-digits": ({"r.yaml": "title: x\nsteps:\n  - pause: " + "9" * 400 + "\n"}, "r.yaml",
+                                    (3, 12, "numbers in a routine have at most 40")),
+    "repeat-5000-digits": ({"r.yaml": f"title: x\nsteps:\n  - repeat: {DIGITS}\n    steps:\n      - say: a\n"},
+                           "r.yaml", (3, 13, "numbers in a routine have at most 40")),
+    "rate-hex-literal": ({"r.yaml": f"title: x\nvoice: {{rate: 0x{'f' * 5000}}}\nsteps:\n  - say: a\n"}, "r.yaml",
+                         (2, 15, "numbers in a routine have at most 40")),
+    "title-5000-digits": ({"r.yaml": f"title: {DIGITS}\nsteps:\n  - say: a\n"}, "r.yaml",
+                          (1, 8, "quote it if it is text")),
+    "float-5000-digits": ({"r.yaml": f"title: x\nsteps:\n  - pause: 0.{DIGITS}\n"}, "r.yaml",
+                          (3, 12, "numbers in a routine have at most 40")),
+    "duration-exponent-overflow": ({"r.yaml": 'title: x\nsteps:\n  - pause: "1e999999"\n'}, "r.yaml",
+                                   (3, 12, "cannot exceed 6 hours")),
+    # Each of these took the old parser 26 s to turn into milliseconds.
+    "duration-exponents-slow": ({"r.yaml": "title: x\nsteps:\n" + '  - pause: "1e999990"\n' * 5}, "r.yaml",
+                                (7, 12, "cannot exceed 6 hours")),
+    "duration-long-text": ({"r.yaml": 'title: x\nsteps:\n  - pause: "' + "1" * 100_000 + 's"\n'}, "r.yaml",
+                           (3, 12, "too long for a duration")),
+    "duration-many-spaces": ({"r.yaml": 'title: x\nsteps:\n  - pause: "1h' + " " * 30_000 + 'x"\n'}, "r.yaml",
+                             (3, 12, "too long for a duration")),
+    # 6 files of 2 KB, 20**5 leaves: refused at the include that crosses the budget.
+    "include-fan-out": (_fan_out(5, 20), "f0.yaml", (0, 14, "with its includes expanded")),
+    "breathe-for-6h": ({"r.yaml": "title: x\nsteps:\n  - breathe: {in: 1s, out: 1s, for: 6h}\n"}, "r.yaml",
+                       (3, 37, "`for:` makes 10,800 breaths")),
+    "author-nul": ({"r.yaml": 'title: x\nauthor: "a\\0b"\nsteps:\n  - say: a\n'}, "r.yaml",
+                   (2, 9, "control character U+0000")),
+    "description-escape": ({"r.yaml": 'title: x\ndescription: "x\\ey"\nsteps:\n  - say: a\n'}, "r.yaml",
+                           (2, 14, "control character U+001B")),
+}
+
+
+def _bounded() -> None:
+    import resource
+
+    resource.setrlimit(resource.RLIMIT_CPU, (10, 10))
+    resource.setrlimit(resource.RLIMIT_AS, (1536 << 20, 1536 << 20))
+
+
+def _validate(folder: Path, files: dict[str, str], main: str) -> subprocess.CompletedProcess:
+    for name, text in files.items():
+        (folder / name).write_text(text, encoding="utf-8")
+    return subprocess.run([sys.executable, "-m", "voiceflex", "validate", main], cwd=folder,
+                          capture_output=True, text=True, timeout=120, preexec_fn=_bounded,
+                          env={**os.environ, "PYTHONPATH": str(SRC)})
+
+
+@pytest.mark.parametrize("name", list(CASES))
+def test_hostile_routine_is_a_located_error_within_the_bounds(name, tmp_path):
+    files, main, (line, column, words) = CASES[name]
+    run = _validate(tmp_path, files, main)
+    out = run.stdout + run.stderr
+    assert run.returncode == 2, (run.returncode, out[-2000:])
+    assert "Traceback" not in out and "internal error" not in out, out[-2000:]
+    places = [row.split(": ", 1)[0].split(":")[1:] for row in run.stdout.splitlines() if words in row]
+    assert places, out[-2000:]
+    if line:
+        assert [str(line), str(column)] in places, out[-2000:]
+    else:
+        assert places[0][1] == str(column), out[-2000:]
+
+
+def test_a_long_ticking_hold_validates_within_the_bounds(tmp_path):
+    """15,000 cues and a countdown in a 6-hour ticking hold: the old check of every tick
+    against every sound in the hold ran out of its 10 s of CPU."""
+    run = _validate(tmp_path, {"r.yaml": _ticking_hold_with_cues()}, "r.yaml")
+    assert run.returncode == 0, (run.returncode, run.stderr[-2000:])
+    assert "r.yaml: ok" in run.stdout
