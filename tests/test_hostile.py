@@ -98,3 +98,69 @@ def test_a_long_ticking_hold_validates_within_the_bounds(tmp_path):
     run = _validate(tmp_path, {"r.yaml": _ticking_hold_with_cues()}, "r.yaml")
     assert run.returncode == 0, (run.returncode, run.stderr[-2000:])
     assert "r.yaml: ok" in run.stdout
+
+
+# ---- the output environment -------------------------------------------------------
+
+BAD_UNICODE = "title: Ωmega\nключ: 1\nsteps:\n  - say: Go.\n"
+GOOD_UNICODE = "title: Ωmega ☃\nsteps:\n  - say: Go.\n  - pause: 1s\n"
+
+
+def _voiceflex(folder: Path, *args: str, close: tuple[int, ...] = (), stdout=subprocess.PIPE,
+               env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+    def closing() -> None:
+        _bounded()
+        for fd in close:
+            os.close(fd)
+
+    return subprocess.run([sys.executable, "-m", "voiceflex", *args], cwd=folder, stdout=stdout,
+                          stderr=subprocess.PIPE, timeout=120, preexec_fn=closing,
+                          env={**os.environ, "PYTHONPATH": str(SRC), **(env or {})})
+
+
+@pytest.mark.parametrize("closed", [1, 2])
+def test_a_closed_stdout_or_stderr_keeps_the_exit_status(tmp_path, closed):
+    (tmp_path / "bad.yaml").write_text(BAD_UNICODE, encoding="utf-8")
+    (tmp_path / "good.yaml").write_text(GOOD_UNICODE, encoding="utf-8")
+    bad = _voiceflex(tmp_path, "validate", "bad.yaml", close=(closed,))
+    good = _voiceflex(tmp_path, "validate", "good.yaml", close=(closed,))
+    for run in (bad, good):
+        assert b"Traceback" not in run.stderr and b"internal error" not in run.stderr, run.stderr
+    assert (bad.returncode, good.returncode) == (2, 0), (bad.stderr, good.stderr)
+
+
+def test_a_non_utf8_locale_degrades_messages_with_replacement(tmp_path):
+    (tmp_path / "bad.yaml").write_text(BAD_UNICODE, encoding="utf-8")
+    (tmp_path / "good.yaml").write_text(GOOD_UNICODE, encoding="utf-8")
+    latin = {"PYTHONIOENCODING": "iso-8859-1"}  # what Python takes from an ISO-8859-1 locale
+    bad = _voiceflex(tmp_path, "validate", "bad.yaml", env=latin)
+    assert bad.returncode == 2, bad.stderr
+    assert bad.stdout.decode("latin-1").startswith("bad.yaml:2:1: unknown key `????`"), bad.stdout
+    good = _voiceflex(tmp_path, "validate", "good.yaml", env=latin)
+    assert good.returncode == 0 and good.stdout.decode("latin-1").startswith("good.yaml: ok"), good.stderr
+    missing = _voiceflex(tmp_path, "validate", "nowhere-ö-Ω.yaml", env=latin)
+    assert missing.returncode == 2 and b"internal error" not in missing.stderr, missing.stderr
+
+
+def test_output_to_a_full_device_is_one_line_and_exit_1(tmp_path):
+    (tmp_path / "good.yaml").write_text(GOOD_UNICODE, encoding="utf-8")
+    with open("/dev/full", "wb") as full:
+        run = _voiceflex(tmp_path, "validate", "good.yaml", stdout=full)
+        schema = _voiceflex(tmp_path, "schema", stdout=full)  # more than one buffer: fails mid-way
+    for result in (run, schema):
+        assert result.returncode == 1, result.stderr
+        assert result.stderr.decode().splitlines() == [
+            "voiceflex: cannot write to standard output: No space left on device"], result.stderr
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize("closed", [1, 2])
+def test_plan_and_export_with_a_closed_stream_succeed(tmp_path, closed):
+    """The real engine and ffmpeg: `plan` and `export` with `>&-` or `2>&-` (the progress
+    display once asked a missing stderr whether it was a terminal)."""
+    (tmp_path / "good.yaml").write_text(GOOD_UNICODE, encoding="utf-8")
+    env = {"VOICEFLEX_CACHE_DIR": str(tmp_path / "cache")}
+    plan = _voiceflex(tmp_path, "plan", "good.yaml", close=(closed,), env=env)
+    export = _voiceflex(tmp_path, "export", "good.yaml", "-o", "out", close=(closed,), env=env)
+    assert (plan.returncode, export.returncode) == (0, 0), (plan.stderr, export.stderr)
+    assert (tmp_path / "out" / "good.mp3").stat().st_size > 1000

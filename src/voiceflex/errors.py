@@ -88,3 +88,7 @@ class EncoderError(VoiceflexError):
 
 class DeviceError(VoiceflexError):
     """No usable sound output."""
+
+
+class OutputError(VoiceflexError):
+    """Standard output cannot be written (a full device, an I/O error)."""
