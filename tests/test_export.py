@@ -7,6 +7,7 @@ import os
 import subprocess
 import sys
 import textwrap
+import time
 import wave
 from pathlib import Path
 
@@ -49,11 +50,35 @@ out = sys.argv[-1]
 mode = os.environ.get("FAKE_FFMPEG", "ok")
 with open(os.environ.get("FAKE_FFMPEG_PIDS", os.devnull), "a") as f:
     f.write(f"{{os.getpid()}}\\n")
+def silent_mp3(samples):
+    # What LAME writes for silence: an Info frame (frame count, delay 576, padding) and
+    # frames of 64 kbit/s, 22.05 kHz, mono with no audio data; it decodes to `samples`.
+    frames = samples // 576 + 2
+    header = bytes([0xFF, 0xF3, 0x80, 0xC0])
+    info = bytearray(header + bytes(204))
+    info[13:17] = b"Info"
+    info[20] = 0x0F
+    info[21:25] = frames.to_bytes(4, "big")
+    info[133:137] = b"LAME"
+    info[154:157] = (576 << 12 | (frames * 576 - 576 - samples)).to_bytes(3, "big")
+    return bytes(info) + (header + bytes(204)) * frames
+if mode == "hang":
+    import subprocess
+    child = subprocess.Popen(["sleep", "600"])  # a wrapper's child, in ffmpeg's session
+    with open(os.environ["FAKE_FFMPEG_PIDS"], "a") as f:
+        f.write(f"{{child.pid}}\\n")
+    child.wait()
 with open(out, "wb") as f:
     f.write(b"\\xff\\xfb" * 100)  # something, as ffmpeg would have started writing
-    if mode == "ok":
-        while sys.stdin.buffer.read(65536):
-            pass
+    if mode in ("ok", "garbage"):
+        size = 0
+        while True:
+            data = sys.stdin.buffer.read(65536)
+            if not data:
+                break
+            size += len(data)
+        f.seek(0)
+        f.write(silent_mp3(size // 2) if mode == "ok" else os.urandom(size // 20))
     elif mode == "fail":
         sys.stdin.buffer.read(50000)
         print("[libmp3lame] frame size 1152", file=sys.stderr)
@@ -137,6 +162,62 @@ def test_ctrl_c_mid_encode_stops_ffmpeg_and_cleans_up(tmp_path, fake_ffmpeg, mon
     for pid in map(int, fake_ffmpeg.read_text().split()):
         with pytest.raises(ProcessLookupError):  # killed and reaped, not left running
             os.kill(pid, 0)
+
+
+def _running(pid: int) -> bool:
+    """Whether process `pid` exists and is not a zombie waiting to be reaped."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+@pytest.mark.parametrize("split", [False, True])
+def test_an_encoder_that_exits_0_with_garbage_keeps_the_previous_file(tmp_path, fake_ffmpeg, monkeypatch,
+                                                                      split):
+    monkeypatch.setenv("FAKE_FFMPEG", "garbage")
+    tl, clips = routine(seconds_per_chapter=8)
+    out = tmp_path / ("hip" if split else "hip.mp3")
+    previous = out / "01-set-up.mp3" if split else out
+    previous.parent.mkdir(exist_ok=True)
+    previous.write_bytes(b"the previous export")
+    with pytest.raises(EncoderError, match="but not a whole MP3 file") as caught:
+        export_parts(tl, Meta(), clips, DEFAULT_TONES, out, split=split)
+    assert ".part" not in str(caught.value) and "voiceflex-" not in str(caught.value)
+    assert previous.read_bytes() == b"the previous export"
+    assert [n for n in listing(previous.parent) if n not in ("bin", "pids")] == [previous.name]
+
+
+@pytest.mark.parametrize("interrupt", [False, True], ids=["timeout", "ctrl-c"])
+def test_a_hung_encoder_and_its_children_are_stopped(tmp_path, fake_ffmpeg, monkeypatch, interrupt):
+    """An 'ffmpeg' that is a wrapper waiting on a child of its own and never reads: after the
+    timeout (made 1 s here; it grows with the track) or Ctrl-C, both are gone."""
+    monkeypatch.setenv("FAKE_FFMPEG", "hang")
+    monkeypatch.setattr(encoder, "TIMEOUT_BASE_S", 60.0 if interrupt else 1.0)
+    monkeypatch.setattr(encoder, "TIMEOUT_PER_AUDIO_S", 0.0)
+    tl, clips = routine(seconds_per_chapter=4)
+    out = tmp_path / "hip.mp3"
+    out.write_bytes(b"the previous export")
+
+    def progress(done, total):
+        if interrupt:  # once the wrapper has started its child
+            for _ in range(200):
+                if fake_ffmpeg.exists() and len(fake_ffmpeg.read_text().split()) == 2:
+                    raise KeyboardInterrupt
+                time.sleep(0.05)
+
+    expected = KeyboardInterrupt if interrupt else EncoderError
+    with pytest.raises(expected) as caught:
+        export_parts(tl, Meta(), clips, DEFAULT_TONES, out, on_progress=progress)
+    if not interrupt:
+        assert str(caught.value) == "ffmpeg did not finish hip.mp3 within 1 s and was stopped"
+    assert out.read_bytes() == b"the previous export"
+    pids = list(map(int, fake_ffmpeg.read_text().split()))
+    for _ in range(200):  # a SIGKILLed grandchild is gone a moment later, reaped by init
+        if not any(_running(pid) for pid in pids):
+            break
+        time.sleep(0.05)
+    assert len(pids) == 2 and not any(_running(pid) for pid in pids), pids
 
 
 def test_missing_ffmpeg_says_how_to_install_it(tmp_path, monkeypatch):

@@ -164,3 +164,15 @@ def test_plan_and_export_with_a_closed_stream_succeed(tmp_path, closed):
     export = _voiceflex(tmp_path, "export", "good.yaml", "-o", "out", close=(closed,), env=env)
     assert (plan.returncode, export.returncode) == (0, 0), (plan.stderr, export.stderr)
     assert (tmp_path / "out" / "good.mp3").stat().st_size > 1000
+
+
+@pytest.mark.integration
+def test_a_wav_export_into_a_read_only_folder_is_one_line(tmp_path):
+    """/proc/sys takes no new files, even from root: one line, exit 1, no traceback
+    (Wave_write.__del__ once printed one after the right message)."""
+    (tmp_path / "good.yaml").write_text(GOOD_UNICODE, encoding="utf-8")
+    run = _voiceflex(tmp_path, "export", "good.yaml", "--format", "wav", "-o", "/proc/sys",
+                     env={"VOICEFLEX_CACHE_DIR": str(tmp_path / "cache")})
+    assert run.returncode == 1, run.stderr
+    assert run.stderr.decode().splitlines() == [
+        "voiceflex: could not write /proc/sys/good.wav: No such file or directory"], run.stderr

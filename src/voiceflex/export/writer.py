@@ -17,7 +17,7 @@ from voiceflex.errors import EncoderError
 from voiceflex.export.atomic import prepare_folder, staged
 from voiceflex.export.cover import cover_png
 from voiceflex.export import parallel
-from voiceflex.export.encoder import Sink, check_format, open_sink, parse_bitrate
+from voiceflex.export.encoder import Sink, check_format, check_written, open_sink, parse_bitrate
 from voiceflex.export.names import chapter_file_name, playlist_title
 from voiceflex.export.parallel import Source
 from voiceflex.export.tags import ALBUM, DEFAULT_ARTIST, Tags, write_tags
@@ -72,6 +72,7 @@ def write(
                 title=routine.title, artist=routine.author or DEFAULT_ARTIST, album=ALBUM,
                 comment=routine.description, cover_png=cover.png(),
                 length_ms=timeline.duration_ms, chapters=timeline.chapters))
+        check_written(temp, fmt, total)
     return path
 
 
@@ -116,6 +117,8 @@ def write_split(
                     title=chapter.title, artist=routine.author or DEFAULT_ARTIST,
                     album=routine.title, comment=routine.description, cover_png=png,
                     length_ms=chapter.end_ms - chapter.start_ms, track=(i + 1, len(chapters))))
+        for temp, (lo, hi) in zip(temps, spans, strict=True):
+            check_written(temp, fmt, hi - lo)
         _write_text(staging.path_for(playlist), _m3u8(chapters, names))
     for stale in previous - set(names):
         with contextlib.suppress(OSError):
@@ -204,7 +207,8 @@ class _Segments:
         if i >= len(self.sinks):
             return None
         if self.sinks[i] is None:
-            self.sinks[i] = open_sink(self.fmt, self.paths[i], self.kbps)
+            lo, hi = self.spans[i]
+            self.sinks[i] = open_sink(self.fmt, self.paths[i], self.kbps, hi - lo)
         return self.sinks[i]
 
     def _close(self, i: int) -> None:
