@@ -379,3 +379,28 @@ def test_encoder_failure_message_names_the_file_and_ffmpegs_last_line(tmp_path, 
 
 def test_module_docs_show_the_api():
     assert "write_split" in textwrap.dedent(export.__doc__)
+
+
+@pytest.mark.parametrize("stem", ["a" * 250, "é" * 125, "é" * 120 + "abc"], ids=["250-bytes", "125-e-acute", "mixed"])
+@pytest.mark.parametrize("how", ["mp3", "wav", "split"])
+def test_a_long_name_that_fits_exports(tmp_path, fake_ffmpeg, stem, how):
+    """The hidden temporary name is longer than the final one: it is the one cut short."""
+    tl, clips = routine(seconds_per_chapter=2)
+    fmt = "wav" if how == "wav" else "mp3"
+    out = tmp_path / (stem if how == "split" else f"{stem}.{fmt}")
+    written = export_parts(tl, Meta(), clips, DEFAULT_TONES, out, fmt=fmt, split=how == "split")
+    assert written == (out / f"{stem}.m3u8" if how == "split" else out)
+    assert written.stat().st_size > 0
+    assert not [n for n in listing(written.parent) if ".part" in n]
+
+
+@pytest.mark.parametrize("split", [False, True])
+def test_a_name_past_the_file_systems_limit_names_the_final_file(tmp_path, fake_ffmpeg, split):
+    tl, clips = routine(seconds_per_chapter=2)
+    # A folder of 252 bytes, whose playlist would be 257; a file of 256.
+    out = tmp_path / ("é" * 126 if split else "é" * 126 + ".mp3")
+    with pytest.raises(EncoderError) as caught:
+        export_parts(tl, Meta(), clips, DEFAULT_TONES, out, split=split)
+    final = out / f"{out.name}.m3u8" if split else out
+    assert str(caught.value) == f"could not write {final}: File name too long"
+    assert not [p for p in tmp_path.rglob("*") if ".part" in p.name]
