@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import errno
+import json
 import os
 import subprocess
 import sys
@@ -242,23 +243,23 @@ def test_wav_export_is_exact_in_length(tmp_path):
 
 
 def test_split_writes_chapter_files_and_a_relative_playlist(tmp_path):
-    tl, clips = routine(titles=("Set up", "Stretch: left", "Stretch / right\nside"))
     folder = tmp_path / "hip-flexor"
-    folder.mkdir()
-    (folder / "09-old-chapter.wav").write_bytes(b"old")
+    before, old_clips = routine(titles=("One", "Two", "Three", "Old chapter"))
+    export_parts(before, Meta(), old_clips, DEFAULT_TONES, folder, split=True, fmt="wav")
     (folder / "notes.txt").write_text("mine")
-    (folder / "hip-flexor.m3u8").write_text("#EXTM3U\n#EXTINF:3,Old\n09-old-chapter.wav\n")
+    tl, clips = routine(titles=("Set up", "Stretch: left", "Stretch / right\nside"))
     playlist = export_parts(tl, Meta(), clips, DEFAULT_TONES, folder, split=True, fmt="wav")
     assert playlist == folder / "hip-flexor.m3u8"
-    assert listing(folder) == ["01-set-up.wav", "02-stretch-left.wav", "03-stretch-right-side.wav",
-                               "hip-flexor.m3u8", "notes.txt"]
+    # The previous export's files this one does not write are gone; the user's file stays.
+    assert listing(folder) == [".voiceflex-split.json", "01-set-up.wav", "02-stretch-left.wav",
+                               "03-stretch-right-side.wav", "hip-flexor.m3u8", "notes.txt"]
     assert playlist.read_text() == (
         "#EXTM3U\n"
         "#EXTINF:4,Set up\n01-set-up.wav\n"
         "#EXTINF:4,Stretch: left\n02-stretch-left.wav\n"
         "#EXTINF:4,Stretch / right side\n03-stretch-right-side.wav\n")
     lengths = []
-    for name in listing(folder)[:3]:
+    for name in listing(folder)[1:4]:
         with wave.open(str(folder / name)) as w:
             lengths.append(w.getnframes())
     assert lengths == [round(4000 * RATE / 1000)] * 3
@@ -404,3 +405,57 @@ def test_a_name_past_the_file_systems_limit_names_the_final_file(tmp_path, fake_
     final = out / f"{out.name}.m3u8" if split else out
     assert str(caught.value) == f"could not write {final}: File name too long"
     assert not [p for p in tmp_path.rglob("*") if ".part" in p.name]
+
+
+def test_split_leaves_files_it_did_not_write(tmp_path):
+    """A playlist in the folder lists the user's files: they are not voiceflex's to remove."""
+    folder = tmp_path / "hip"
+    folder.mkdir()
+    (folder / "precious.mp3").write_bytes(b"mine")
+    (folder / "notes.txt").write_text("mine too")
+    (folder / "other.m3u8").write_text("#EXTM3U\nprecious.mp3\nnotes.txt\n")
+    tl, clips = routine()
+    export_parts(tl, Meta(), clips, DEFAULT_TONES, folder, split=True, fmt="wav")
+    # A playlist naming them under the export's own playlist name, written by voiceflex's
+    # previous export: still not a licence to remove them.
+    playlist = folder / "hip.m3u8"
+    playlist.write_text(playlist.read_text() + "precious.mp3\nnotes.txt\n")
+    manifest_file = folder / ".voiceflex-split.json"
+    stamps = json.loads(manifest_file.read_text())
+    stamps["files"]["hip.m3u8"] = [playlist.stat().st_size, playlist.stat().st_mtime_ns, playlist.stat().st_ino]
+    manifest_file.write_text(json.dumps(stamps))
+    tl2, clips2 = routine(titles=("Only one",))
+    export_parts(tl2, Meta(), clips2, DEFAULT_TONES, folder, split=True, fmt="wav")
+    assert (folder / "precious.mp3").read_bytes() == b"mine"
+    assert (folder / "notes.txt").read_text() == "mine too"
+    assert listing(folder) == [".voiceflex-split.json", "01-only-one.wav", "hip.m3u8", "notes.txt",
+                               "other.m3u8", "precious.mp3"]
+
+
+def test_split_refuses_to_replace_a_file_it_did_not_write(tmp_path):
+    folder = tmp_path / "hip"
+    folder.mkdir()
+    (folder / "02-stretch-left.wav").write_bytes(b"the user's own recording")
+    tl, clips = routine()
+    with pytest.raises(UsageError, match="02-stretch-left.wav is in the way: voiceflex did not write it"):
+        export_parts(tl, Meta(), clips, DEFAULT_TONES, folder, split=True, fmt="wav")
+    assert listing(folder) == ["02-stretch-left.wav"]
+    # Once written by voiceflex and then changed by the user, it is the user's again.
+    (folder / "02-stretch-left.wav").unlink()
+    export_parts(tl, Meta(), clips, DEFAULT_TONES, folder, split=True, fmt="wav")
+    (folder / "01-set-up.wav").write_bytes(b"edited")
+    with pytest.raises(UsageError, match="01-set-up.wav is in the way"):
+        export_parts(tl, Meta(), clips, DEFAULT_TONES, folder, split=True, fmt="wav")
+    assert (folder / "01-set-up.wav").read_bytes() == b"edited"
+
+
+def test_split_refuses_a_symlinked_folder(tmp_path):
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "hip").symlink_to(elsewhere)
+    tl, clips = routine()
+    with pytest.raises(UsageError, match="is a symbolic link"):
+        export_parts(tl, Meta(), clips, DEFAULT_TONES, out / "hip", split=True, fmt="wav")
+    assert listing(elsewhere) == []
