@@ -176,3 +176,158 @@ def test_a_wav_export_into_a_read_only_folder_is_one_line(tmp_path):
     assert run.returncode == 1, run.stderr
     assert run.stderr.decode().splitlines() == [
         "voiceflex: could not write /proc/sys/good.wav: No such file or directory"], run.stderr
+
+
+# ---- damaged cache state ------------------------------------------------------------
+
+ESPEAK = "title: Damage\nvoice: {engine: espeak-ng}\nsteps:\n  - say: Breathe in.\n  - hold: 3s\n    say: Hold it.\n"
+PYTTSX3 = "title: Damage\nsteps:\n  - say: Breathe in.\n  - hold: 3s\n    say: Hold it.\n"
+
+
+def _clips(cache: Path) -> list[Path]:
+    return sorted(cache.glob("*.clip"))
+
+
+def _rate_one(cache: Path) -> None:  # the header's rate field (bytes 12-15) made 1 in every entry
+    for clip in _clips(cache):
+        data = bytearray(clip.read_bytes())
+        data[12:16] = (1).to_bytes(4, "little")
+        clip.write_bytes(bytes(data))
+
+
+def _rate_bit(cache: Path) -> None:
+    for clip in _clips(cache):
+        data = bytearray(clip.read_bytes())
+        data[13] ^= 0x04
+        clip.write_bytes(bytes(data))
+
+
+def _in_place_of_a_clip(make):
+    def damage(cache: Path) -> None:
+        for clip in _clips(cache):
+            clip.unlink()
+            make(clip)
+    return damage
+
+
+def _sparse(path: Path) -> None:
+    with open(path, "wb") as f:
+        f.truncate(8 << 30)
+
+
+def _info(value: str):
+    def damage(cache: Path) -> None:
+        (memo,) = cache.glob("pyttsx3-info-*.json")
+        memo.write_text(value)
+    return damage
+
+
+def _gain_digit(cache: Path) -> None:
+    import re
+
+    for memo in (cache / "levels").glob("*.json"):
+        text = memo.read_text()
+        changed = re.sub(r'("gain": -?\d*\.?)(\d)', lambda m: m[1] + str((int(m[2]) + 3) % 10), text, count=1)
+        assert changed != text
+        memo.write_text(changed)
+
+
+def _npz_byte(cache: Path) -> None:
+    for memo in (cache / "levels").glob("*.npz"):
+        data = bytearray(memo.read_bytes())
+        data[len(data) // 2] ^= 0x10
+        memo.write_bytes(bytes(data))
+
+
+DAMAGE = {
+    "clip-rate-1": ("espeak", _rate_one),
+    "clip-rate-bit": ("espeak", _rate_bit),
+    "clip-directory": ("espeak", _in_place_of_a_clip(lambda p: p.mkdir())),
+    "clip-fifo": ("espeak", _in_place_of_a_clip(os.mkfifo)),
+    "clip-link-to-dev-zero": ("espeak", _in_place_of_a_clip(lambda p: p.symlink_to("/dev/zero"))),
+    "clip-8-GB-sparse": ("espeak", _in_place_of_a_clip(_sparse)),
+    "info-null": ("pyttsx3", _info("null")),
+    "info-pair": ("pyttsx3", _info("[1, 2]")),
+    "info-object": ("pyttsx3", _info('{"voices": []}')),
+    "info-no-voices": ("pyttsx3", _info('["1.52", []]')),
+    "levels-gain-digit": ("espeak", _gain_digit),
+    "levels-npz-byte": ("espeak", _npz_byte),
+}
+
+
+@pytest.fixture(scope="module")
+def clean_exports(tmp_path_factory):
+    """A cache filled by one export of each routine, and the bytes each export gave."""
+    folder = tmp_path_factory.mktemp("clean")
+    out = {}
+    for engine, text in (("espeak", ESPEAK), ("pyttsx3", PYTTSX3)):
+        (folder / f"{engine}.yaml").write_text(text)
+        run = _voiceflex(folder, "export", f"{engine}.yaml", "-o", "out",
+                         env={"VOICEFLEX_CACHE_DIR": str(folder / "cache")})
+        assert run.returncode == 0, run.stderr
+        out[engine] = (folder / "out" / f"{engine}.mp3").read_bytes()
+    return folder, out
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize("name", list(DAMAGE))
+def test_a_damaged_cache_gives_the_same_export_bytes(tmp_path, clean_exports, name):
+    """The real espeak-ng (which speaks byte for byte alike), pyttsx3 and ffmpeg: each kind of
+    damage is detected, removed or ignored, within the bounds, and the export is unchanged."""
+    import shutil
+
+    folder, clean = clean_exports
+    engine, damage = DAMAGE[name]
+    cache = tmp_path / "cache"
+    shutil.copytree(folder / "cache", cache, symlinks=True)
+    damage(cache)
+    (tmp_path / f"{engine}.yaml").write_text(ESPEAK if engine == "espeak" else PYTTSX3)
+    run = _voiceflex(tmp_path, "export", f"{engine}.yaml", "-o", "out", env={"VOICEFLEX_CACHE_DIR": str(cache)})
+    assert run.returncode == 0, run.stderr.decode()[-2000:]
+    assert (tmp_path / "out" / f"{engine}.mp3").read_bytes() == clean[engine]
+
+
+@pytest.mark.parametrize("make", [lambda p: p.mkdir(), os.mkfifo, lambda p: p.symlink_to("/dev/zero"), _sparse,
+                                  lambda p: p.symlink_to(p.with_name("elsewhere.clip"))],
+                         ids=["directory", "fifo", "link-to-dev-zero", "8-GB-sparse", "link-to-an-entry"])
+def test_an_entry_that_is_no_regular_file_reads_as_missing_without_blocking(tmp_path, make):
+    import threading
+
+    from conftest import fake_clip
+
+    from voiceflex.voice import VoiceCache
+
+    cache = VoiceCache(tmp_path)
+    cache.put("elsewhere", fake_clip("Breathe in"))
+    make(cache.path("k"))
+    got = []
+    reader = threading.Thread(target=lambda: got.append(cache.get("k")), daemon=True)
+    reader.start()
+    reader.join(timeout=30)  # a FIFO once blocked the reader for ever
+    assert got == [None]
+    stored = cache.put("k", fake_clip("Hold it."))  # rendered again, and kept unless a folder is in the way
+    assert len(stored.samples) == len(fake_clip("Hold it.").samples)
+    assert cache.path("k").is_dir() or len(cache.get("k").samples) == len(stored.samples)
+    assert (tmp_path / "elsewhere.clip").is_file()  # what a link pointed to is not touched
+
+
+def test_a_sealed_levels_memo_is_used_and_a_changed_one_is_not(tmp_path, monkeypatch):
+    import re
+
+    import numpy as np
+    from test_audio import memo_routine, streamed
+
+    from voiceflex.audio import levels
+
+    used = []
+    plan = levels._Memo.plan
+    monkeypatch.setattr(levels._Memo, "plan", lambda self, *a: used.append(plan(self, *a) is not None) or plan(self, *a))
+    tl, clips = memo_routine()
+    plain = streamed(tl, clips)
+    streamed(tl, clips, memo_dir=tmp_path)
+    np.testing.assert_array_equal(streamed(tl, clips, memo_dir=tmp_path), plain)
+    assert used == [False, True]
+    (memo,) = tmp_path.glob("*.json")
+    memo.write_text(re.sub(r'("gain": -?)(\d)', lambda m: m[1] + str((int(m[2]) + 3) % 10), memo.read_text(), count=1))
+    np.testing.assert_array_equal(streamed(tl, clips, memo_dir=tmp_path), plain)
+    assert used[-1] is False
