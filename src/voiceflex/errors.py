@@ -96,3 +96,7 @@ class DeviceError(VoiceflexError):
 
 class OutputError(VoiceflexError):
     """Standard output cannot be written (a full device, an I/O error)."""
+
+
+class ServeError(VoiceflexError):
+    """The server could not start: its address is taken or not this machine's, or its token cannot be kept."""
