@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import errno
+import json
 import os
 import subprocess
 import sys
 import textwrap
+import time
 import wave
 from pathlib import Path
 
@@ -49,11 +51,35 @@ out = sys.argv[-1]
 mode = os.environ.get("FAKE_FFMPEG", "ok")
 with open(os.environ.get("FAKE_FFMPEG_PIDS", os.devnull), "a") as f:
     f.write(f"{{os.getpid()}}\\n")
+def silent_mp3(samples):
+    # What LAME writes for silence: an Info frame (frame count, delay 576, padding) and
+    # frames of 64 kbit/s, 22.05 kHz, mono with no audio data; it decodes to `samples`.
+    frames = samples // 576 + 2
+    header = bytes([0xFF, 0xF3, 0x80, 0xC0])
+    info = bytearray(header + bytes(204))
+    info[13:17] = b"Info"
+    info[20] = 0x0F
+    info[21:25] = frames.to_bytes(4, "big")
+    info[133:137] = b"LAME"
+    info[154:157] = (576 << 12 | (frames * 576 - 576 - samples)).to_bytes(3, "big")
+    return bytes(info) + (header + bytes(204)) * frames
+if mode == "hang":
+    import subprocess
+    child = subprocess.Popen(["sleep", "600"])  # a wrapper's child, in ffmpeg's session
+    with open(os.environ["FAKE_FFMPEG_PIDS"], "a") as f:
+        f.write(f"{{child.pid}}\\n")
+    child.wait()
 with open(out, "wb") as f:
     f.write(b"\\xff\\xfb" * 100)  # something, as ffmpeg would have started writing
-    if mode == "ok":
-        while sys.stdin.buffer.read(65536):
-            pass
+    if mode in ("ok", "garbage"):
+        size = 0
+        while True:
+            data = sys.stdin.buffer.read(65536)
+            if not data:
+                break
+            size += len(data)
+        f.seek(0)
+        f.write(silent_mp3(size // 2) if mode == "ok" else os.urandom(size // 20))
     elif mode == "fail":
         sys.stdin.buffer.read(50000)
         print("[libmp3lame] frame size 1152", file=sys.stderr)
@@ -139,6 +165,65 @@ def test_ctrl_c_mid_encode_stops_ffmpeg_and_cleans_up(tmp_path, fake_ffmpeg, mon
             os.kill(pid, 0)
 
 
+def _running(pid: int) -> bool:
+    """Whether process `pid` exists and is not a zombie waiting to be reaped."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+@pytest.mark.parametrize("split", [False, True])
+def test_an_encoder_that_exits_0_with_garbage_keeps_the_previous_file(tmp_path, fake_ffmpeg, monkeypatch,
+                                                                      split):
+    tl, clips = routine(seconds_per_chapter=8)
+    out = tmp_path / ("hip" if split else "hip.mp3")
+    previous = out / "01-set-up.mp3" if split else out
+    if split:  # a set the previous export wrote (voiceflex replaces only its own files)
+        export_parts(tl, Meta(), clips, DEFAULT_TONES, out, split=True)
+    else:
+        previous.write_bytes(b"the previous export")
+    before = previous.read_bytes()
+    monkeypatch.setenv("FAKE_FFMPEG", "garbage")
+    with pytest.raises(EncoderError, match="but not a whole MP3 file") as caught:
+        export_parts(tl, Meta(), clips, DEFAULT_TONES, out, split=split)
+    assert ".part" not in str(caught.value) and "voiceflex-" not in str(caught.value)
+    assert previous.read_bytes() == before
+    assert not [n for n in listing(previous.parent) if ".part" in n]
+
+
+@pytest.mark.parametrize("interrupt", [False, True], ids=["timeout", "ctrl-c"])
+def test_a_hung_encoder_and_its_children_are_stopped(tmp_path, fake_ffmpeg, monkeypatch, interrupt):
+    """An 'ffmpeg' that is a wrapper waiting on a child of its own and never reads: after the
+    timeout (made 1 s here; it grows with the track) or Ctrl-C, both are gone."""
+    monkeypatch.setenv("FAKE_FFMPEG", "hang")
+    monkeypatch.setattr(encoder, "TIMEOUT_BASE_S", 60.0 if interrupt else 1.0)
+    monkeypatch.setattr(encoder, "TIMEOUT_PER_AUDIO_S", 0.0)
+    tl, clips = routine(seconds_per_chapter=4)
+    out = tmp_path / "hip.mp3"
+    out.write_bytes(b"the previous export")
+
+    def progress(done, total):
+        if interrupt:  # once the wrapper has started its child
+            for _ in range(200):
+                if fake_ffmpeg.exists() and len(fake_ffmpeg.read_text().split()) == 2:
+                    raise KeyboardInterrupt
+                time.sleep(0.05)
+
+    expected = KeyboardInterrupt if interrupt else EncoderError
+    with pytest.raises(expected) as caught:
+        export_parts(tl, Meta(), clips, DEFAULT_TONES, out, on_progress=progress)
+    if not interrupt:
+        assert str(caught.value) == "ffmpeg did not finish hip.mp3 within 1 s and was stopped"
+    assert out.read_bytes() == b"the previous export"
+    pids = list(map(int, fake_ffmpeg.read_text().split()))
+    for _ in range(200):  # a SIGKILLed grandchild is gone a moment later, reaped by init
+        if not any(_running(pid) for pid in pids):
+            break
+        time.sleep(0.05)
+    assert len(pids) == 2 and not any(_running(pid) for pid in pids), pids
+
+
 def test_missing_ffmpeg_says_how_to_install_it(tmp_path, monkeypatch):
     monkeypatch.setenv("PATH", str(tmp_path / "nothing-here"))
     tl, clips = routine()
@@ -161,23 +246,23 @@ def test_wav_export_is_exact_in_length(tmp_path):
 
 
 def test_split_writes_chapter_files_and_a_relative_playlist(tmp_path):
-    tl, clips = routine(titles=("Set up", "Stretch: left", "Stretch / right\nside"))
     folder = tmp_path / "hip-flexor"
-    folder.mkdir()
-    (folder / "09-old-chapter.wav").write_bytes(b"old")
+    before, old_clips = routine(titles=("One", "Two", "Three", "Old chapter"))
+    export_parts(before, Meta(), old_clips, DEFAULT_TONES, folder, split=True, fmt="wav")
     (folder / "notes.txt").write_text("mine")
-    (folder / "hip-flexor.m3u8").write_text("#EXTM3U\n#EXTINF:3,Old\n09-old-chapter.wav\n")
+    tl, clips = routine(titles=("Set up", "Stretch: left", "Stretch / right\nside"))
     playlist = export_parts(tl, Meta(), clips, DEFAULT_TONES, folder, split=True, fmt="wav")
     assert playlist == folder / "hip-flexor.m3u8"
-    assert listing(folder) == ["01-set-up.wav", "02-stretch-left.wav", "03-stretch-right-side.wav",
-                               "hip-flexor.m3u8", "notes.txt"]
+    # The previous export's files this one does not write are gone; the user's file stays.
+    assert listing(folder) == [".voiceflex-split.json", "01-set-up.wav", "02-stretch-left.wav",
+                               "03-stretch-right-side.wav", "hip-flexor.m3u8", "notes.txt"]
     assert playlist.read_text() == (
         "#EXTM3U\n"
         "#EXTINF:4,Set up\n01-set-up.wav\n"
         "#EXTINF:4,Stretch: left\n02-stretch-left.wav\n"
         "#EXTINF:4,Stretch / right side\n03-stretch-right-side.wav\n")
     lengths = []
-    for name in listing(folder)[:3]:
+    for name in listing(folder)[1:4]:
         with wave.open(str(folder / name)) as w:
             lengths.append(w.getnframes())
     assert lengths == [round(4000 * RATE / 1000)] * 3
@@ -298,3 +383,82 @@ def test_encoder_failure_message_names_the_file_and_ffmpegs_last_line(tmp_path, 
 
 def test_module_docs_show_the_api():
     assert "write_split" in textwrap.dedent(export.__doc__)
+
+
+@pytest.mark.parametrize("stem", ["a" * 250, "é" * 125, "é" * 120 + "abc"], ids=["250-bytes", "125-e-acute", "mixed"])
+@pytest.mark.parametrize("how", ["mp3", "wav", "split"])
+def test_a_long_name_that_fits_exports(tmp_path, fake_ffmpeg, stem, how):
+    """The hidden temporary name is longer than the final one: it is the one cut short."""
+    tl, clips = routine(seconds_per_chapter=2)
+    fmt = "wav" if how == "wav" else "mp3"
+    out = tmp_path / (stem if how == "split" else f"{stem}.{fmt}")
+    written = export_parts(tl, Meta(), clips, DEFAULT_TONES, out, fmt=fmt, split=how == "split")
+    assert written == (out / f"{stem}.m3u8" if how == "split" else out)
+    assert written.stat().st_size > 0
+    assert not [n for n in listing(written.parent) if ".part" in n]
+
+
+@pytest.mark.parametrize("split", [False, True])
+def test_a_name_past_the_file_systems_limit_names_the_final_file(tmp_path, fake_ffmpeg, split):
+    tl, clips = routine(seconds_per_chapter=2)
+    # A folder of 252 bytes, whose playlist would be 257; a file of 256.
+    out = tmp_path / ("é" * 126 if split else "é" * 126 + ".mp3")
+    with pytest.raises(EncoderError) as caught:
+        export_parts(tl, Meta(), clips, DEFAULT_TONES, out, split=split)
+    final = out / f"{out.name}.m3u8" if split else out
+    assert str(caught.value) == f"could not write {final}: File name too long"
+    assert not [p for p in tmp_path.rglob("*") if ".part" in p.name]
+
+
+def test_split_leaves_files_it_did_not_write(tmp_path):
+    """A playlist in the folder lists the user's files: they are not voiceflex's to remove."""
+    folder = tmp_path / "hip"
+    folder.mkdir()
+    (folder / "precious.mp3").write_bytes(b"mine")
+    (folder / "notes.txt").write_text("mine too")
+    (folder / "other.m3u8").write_text("#EXTM3U\nprecious.mp3\nnotes.txt\n")
+    tl, clips = routine()
+    export_parts(tl, Meta(), clips, DEFAULT_TONES, folder, split=True, fmt="wav")
+    # A playlist naming them under the export's own playlist name, written by voiceflex's
+    # previous export: still not a licence to remove them.
+    playlist = folder / "hip.m3u8"
+    playlist.write_text(playlist.read_text() + "precious.mp3\nnotes.txt\n")
+    manifest_file = folder / ".voiceflex-split.json"
+    stamps = json.loads(manifest_file.read_text())
+    stamps["files"]["hip.m3u8"] = [playlist.stat().st_size, playlist.stat().st_mtime_ns, playlist.stat().st_ino]
+    manifest_file.write_text(json.dumps(stamps))
+    tl2, clips2 = routine(titles=("Only one",))
+    export_parts(tl2, Meta(), clips2, DEFAULT_TONES, folder, split=True, fmt="wav")
+    assert (folder / "precious.mp3").read_bytes() == b"mine"
+    assert (folder / "notes.txt").read_text() == "mine too"
+    assert listing(folder) == [".voiceflex-split.json", "01-only-one.wav", "hip.m3u8", "notes.txt",
+                               "other.m3u8", "precious.mp3"]
+
+
+def test_split_refuses_to_replace_a_file_it_did_not_write(tmp_path):
+    folder = tmp_path / "hip"
+    folder.mkdir()
+    (folder / "02-stretch-left.wav").write_bytes(b"the user's own recording")
+    tl, clips = routine()
+    with pytest.raises(UsageError, match="02-stretch-left.wav is in the way: voiceflex did not write it"):
+        export_parts(tl, Meta(), clips, DEFAULT_TONES, folder, split=True, fmt="wav")
+    assert listing(folder) == ["02-stretch-left.wav"]
+    # Once written by voiceflex and then changed by the user, it is the user's again.
+    (folder / "02-stretch-left.wav").unlink()
+    export_parts(tl, Meta(), clips, DEFAULT_TONES, folder, split=True, fmt="wav")
+    (folder / "01-set-up.wav").write_bytes(b"edited")
+    with pytest.raises(UsageError, match="01-set-up.wav is in the way"):
+        export_parts(tl, Meta(), clips, DEFAULT_TONES, folder, split=True, fmt="wav")
+    assert (folder / "01-set-up.wav").read_bytes() == b"edited"
+
+
+def test_split_refuses_a_symlinked_folder(tmp_path):
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "hip").symlink_to(elsewhere)
+    tl, clips = routine()
+    with pytest.raises(UsageError, match="is a symbolic link"):
+        export_parts(tl, Meta(), clips, DEFAULT_TONES, out / "hip", split=True, fmt="wav")
+    assert listing(elsewhere) == []

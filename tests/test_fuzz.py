@@ -132,10 +132,14 @@ def damaged_text(draw):
 # ---- the property ----------------------------------------------------------------
 
 
-def _check(tmp_path: Path, text: str) -> None:
+def _check(tmp_path: Path, text: str, others: dict[str, str] | None = None) -> None:
+    """`text` as routine.yaml (with `others`, files next to it) validates, or gives located errors."""
     path = tmp_path / "routine.yaml"
     path.write_text(text, encoding="utf-8", errors="surrogatepass")
-    lines = text.count("\n") + 2
+    files = {str(path): text}
+    for name, other in (others or {}).items():
+        (tmp_path / name).write_text(other, encoding="utf-8")
+        files[str(tmp_path / name)] = other
     try:
         pipeline.validate(str(path))
         routine, _ = read(str(path))
@@ -143,8 +147,8 @@ def _check(tmp_path: Path, text: str) -> None:
     except RoutineError as exc:
         assert exc.exit_code == 2
         for d in exc.diagnostics:
-            assert d.location.file == str(path), d
-            assert 1 <= d.location.line <= lines, d
+            assert d.location.file in files, d
+            assert 1 <= d.location.line <= files[d.location.file].count("\n") + 2, d
             assert d.location.column >= 1, d
             assert d.message and "\n" not in d.message, d
 
@@ -178,3 +182,109 @@ def test_memory_stays_bounded(tmp_path_factory, data):
     finally:
         tracemalloc.stop()
     assert peak < 64 * 2**20
+
+
+# ---- numbers, include graphs, damaged cache entries (issue 13) ---------------------
+
+# Number literals as they are typed, unquoted or quoted: huge integers, long hex, exponents
+# far past any limit, long fractions.  YAML's dumper would quote or reformat them.
+number_literals = st.one_of(
+    st.integers(1, 6000).map(lambda n: "9" * n),
+    st.integers(1, 6000).map(lambda n: "0x" + "f" * n),
+    st.integers(-10**7, 10**7).map(lambda e: f"1e{e}"),
+    st.integers(0, 3000).map(lambda n: "0." + "0" * n + "1"),
+    st.integers(-10**30, 10**30).map(str),
+    st.floats(allow_nan=True).map(repr),
+    st.sampled_from(["-0", "+5", "0o777", ".inf", "-.inf", ".nan", "1_000", "١٢٣", "²", "①"]),
+).flatmap(lambda literal: st.sampled_from([literal, f'"{literal}"', f'"{literal}s"', f'"-{literal}"']))
+NUMBER_SLOTS = (
+    "title: {n}\nsteps:\n  - say: Go.\n",
+    "title: x\nsteps:\n  - pause: {n}\n",
+    "title: x\nsteps:\n  - repeat: {n}\n    steps:\n      - say: Go.\n",
+    "title: x\nvoice: {{rate: {n}, gap: {n}}}\nsteps:\n  - say: Go.\n",
+    "title: x\nsteps:\n  - hold: {n}\n    countdown: {n}\n    tick: true\n    cues:\n      - {{at: {n}, say: Now.}}\n",
+    "title: x\nsteps:\n  - breathe: {{in: {n}, out: 1s, hold: {n}, for: {n}}}\n",
+    "title: x\nsteps:\n  - breathe: {{in: 1s, out: 1s, cycles: {n}, voice: {n}}}\n",
+    "title: x\ntones:\n  beep: {{freq: {n}, ms: {n}, db: {n}}}\nsteps:\n  - tone: beep\n",
+    "title: x\nauthor: {n}\ndescription: {n}\nsteps:\n  - say: \"{{seconds}} {n}\"\n",
+)
+
+
+@given(st.sampled_from(NUMBER_SLOTS), number_literals)
+def test_numbers_anywhere(tmp_path_factory, slot, literal):
+    _check(tmp_path_factory.mktemp("r"), slot.format(n=literal))
+
+
+# A graph of up to 6 files, each including some of the others (itself and files before it
+# too: cycles) up to 20 times each: fan-outs of 20**5 must be refused, not expanded.
+include_graphs = st.integers(1, 6).flatmap(lambda n: st.lists(
+    st.lists(st.tuples(st.integers(0, n - 1), st.integers(1, 20)), max_size=3), min_size=n, max_size=n))
+
+
+# Graphs that reach the expansion budget take ~0.5 s each: fewer in the normal run.
+@settings(max_examples=50) if os.environ.get("HYPOTHESIS_PROFILE", "default") == "default" else (lambda f: f)
+@given(include_graphs, st.booleans())
+def test_include_graphs(tmp_path_factory, graph, wrapped):
+    files = {}
+    for k, edges in enumerate(graph):
+        lines = [f"  - include: f{target}.yaml\n" * times for target, times in edges]
+        body = "".join(lines) + "  - say: Leaf.\n  - pause: 1s\n"
+        files[f"f{k}.yaml"] = ("title: Part\nsteps:\n" + body) if wrapped or k == 0 else body.replace("  - ", "- ")
+    root = files.pop("f0.yaml")
+    files["f0.yaml"] = "- say: Root again.\n"  # the root is routine.yaml; f0 is a plain file
+    _check(tmp_path_factory.mktemp("r"), root, files)
+
+
+BYTE_DAMAGES = st.one_of(
+    st.tuples(st.just("flip"), st.integers(0, 10**6), st.integers(0, 7)),
+    st.tuples(st.just("cut"), st.integers(0, 10**6), st.just(0)),
+    st.tuples(st.just("extend"), st.integers(1, 64), st.just(0)),
+)
+# What can stand in an entry's place instead of a file of bytes.
+ENTRY_KINDS = st.sampled_from([None, "directory", "fifo", "dev-zero", "sparse", "empty", "link"])
+
+
+@given(st.lists(BYTE_DAMAGES, max_size=3), ENTRY_KINDS, st.text(min_size=1, max_size=30))
+def test_damaged_cache_entries(tmp_path_factory, damages, kind, text):
+    """Whatever happens to an entry, reading it gives the clip stored or None (without
+    blocking), and the cue stored again reads back whole unless a folder is in the way."""
+    import numpy as np
+
+    from conftest import fake_clip
+    from voiceflex.voice import VoiceCache
+
+    cache = VoiceCache(tmp_path_factory.mktemp("cache"))
+    clip = fake_clip(text)
+    cache.put("k", clip)
+    path = cache.path("k")
+    data = bytearray(path.read_bytes())
+    for how, at, bit in damages:
+        if how == "flip" and data:
+            data[at % len(data)] ^= 1 << bit
+        elif how == "cut":
+            data = data[: at % (len(data) + 1)]
+        elif how == "extend":
+            data += bytes(at)
+    path.unlink()
+    if kind == "directory":
+        path.mkdir()
+    elif kind == "fifo":
+        os.mkfifo(path)
+    elif kind == "dev-zero":
+        path.symlink_to("/dev/zero")
+    elif kind == "link":
+        path.with_name("elsewhere").write_bytes(bytes(data))
+        path.symlink_to(path.with_name("elsewhere"))
+    elif kind == "sparse":
+        with open(path, "wb") as f:
+            f.truncate(8 << 30)
+    else:
+        path.write_bytes(b"" if kind == "empty" else bytes(data))
+    got = cache.get("k")
+    assert got is None or (got.rate == clip.rate and np.array_equal(got.samples, clip.samples))
+    if kind is not None:
+        assert got is None
+    again = cache.put("k", clip)
+    assert np.array_equal(again.samples, clip.samples)
+    if not path.is_dir():
+        assert np.array_equal(cache.get("k").samples, clip.samples)

@@ -638,9 +638,9 @@ def test_a_failing_part_is_named_by_the_file_the_user_asked_for(material, tmp_pa
 
     made: list[Path] = []
 
-    def sink(path, kbps):  # the second part's encoder fails
+    def sink(path, kbps, **options):  # the second part's encoder fails
         made.append(path)
-        return (Failing if len(made) == 2 else real)(path, kbps)
+        return (Failing if len(made) == 2 else real)(path, kbps, **options)
 
     monkeypatch.setattr(parallel, "Mp3Sink", sink)
     with pytest.raises(EncoderError) as caught:

@@ -567,7 +567,7 @@ def test_split_chapter_files_stay_in_their_folder(tmp_path, fake_voice, monkeypa
     monkeypatch.chdir(tmp_path)
     assert main(["export", "--split", "--format", "wav", "-o", "out", "r.yaml"]) == 0
     assert capsys.readouterr().out == "out/r/r.m3u8\n"
-    assert _tree(tmp_path / "out") == ["r", "r/01-up.wav", "r/02-etc-passwd.wav", "r/03-chapter.wav",
+    assert _tree(tmp_path / "out") == ["r", "r/.voiceflex-split.json", "r/01-up.wav", "r/02-etc-passwd.wav", "r/03-chapter.wav",
                                        "r/04-windows.wav", "r/05-sides-left.wav", "r/06-sides-right.wav",
                                        "r/r.m3u8"]
     assert _tree(tmp_path) == ["out", *(f"out/{p}" for p in _tree(tmp_path / "out")), "r.yaml"]

@@ -20,6 +20,17 @@ from voiceflex.errors import (
 
 
 def main(argv: list[str] | None = None) -> int:
+    from voiceflex import streams
+
+    streams.prepare()
+    try:
+        status = _main(argv)
+    except SystemExit as exc:  # argparse: --help, --version, a usage error
+        status = exc.code if isinstance(exc.code, int) else EXIT_BAD_INPUT
+    return streams.finish(status)
+
+
+def _main(argv: list[str] | None) -> int:
     parser = _parser()
     args = parser.parse_args(argv)
     if not getattr(args, "command", None):

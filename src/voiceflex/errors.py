@@ -94,5 +94,9 @@ class DeviceError(VoiceflexError):
     """No usable sound output."""
 
 
+class OutputError(VoiceflexError):
+    """Standard output cannot be written (a full device, an I/O error)."""
+
+
 class ServeError(VoiceflexError):
     """The server could not start: its address is taken or not this machine's, or its token cannot be kept."""

@@ -330,11 +330,14 @@ class _Compiler:
             else:
                 self.tone(t0 + at, cue.tone, cue.location)
         if h.tick:
-            busy = [(e.start, e.end) for e in self.events[first:]]
+            starts, ends = _merged(self.events[first:])
             length = self.tones["tick"].ms
             for k in range(1, (d - 1) // 1000 + 1):
                 t = t0 + k * 1000
-                if not any(s < t + length and t < e for s, e in busy):
+                # The last sound starting before the tick ends is the only one that can
+                # overlap it: a search, not a scan (a 6-hour hold has 21,600 ticks).
+                i = bisect.bisect_left(starts, t + length) - 1
+                if i < 0 or ends[i] <= t:
                     self.tone(t, "tick", h.location)
         return self.tone(t0 + d, "end", h.location)
 
@@ -410,6 +413,19 @@ class _Compiler:
             events.append(Event(e.kind, e.start, e.end, index, e.source, e.text, e.name, e.freq))
         spans = tuple(sorted(self.spans, key=lambda s: s.start_ms))
         return Timeline(self.routine.title, duration, chapters, tuple(events), spans)
+
+
+def _merged(events: list[_Raw]) -> tuple[list[int], list[int]]:
+    """Starts and ends of the spans `events` cover, overlapping or touching ones joined, in order."""
+    starts: list[int] = []
+    ends: list[int] = []
+    for e in sorted(events, key=lambda e: e.start):
+        if ends and e.start <= ends[-1]:
+            ends[-1] = max(ends[-1], e.end)
+        else:
+            starts.append(e.start)
+            ends.append(e.end)
+    return starts, ends
 
 
 def _short(text: str | None, limit: int = 40) -> str:

@@ -248,7 +248,7 @@ def test_split_files_and_playlist(real_routine, tmp_path):
 
         assert str(ID3(path)["TIT2"]) == chapter.title
     assert sorted(p.name for p in folder.iterdir()) == sorted(
-        [n for _, n in entries] + [playlist.name])
+        [n for _, n in entries] + [playlist.name, ".voiceflex-split.json"])
 
 
 def test_real_ffmpeg_failure_is_reported_and_cleaned_up(real_routine, tmp_path, monkeypatch):

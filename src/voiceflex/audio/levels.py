@@ -43,6 +43,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import io
 import json
 import os
 import tempfile
@@ -57,7 +58,7 @@ from typing import Any
 
 import numpy as np
 
-from voiceflex import leftovers
+from voiceflex import cachefile, leftovers
 from voiceflex.audio.dynamics import shape_threshold, soft_clip
 from voiceflex.audio.loudness import (
     BLOCK_HOPS,
@@ -885,7 +886,10 @@ class _Memo:
         """The JSON file's contents, with "loudness" and "plans" mappings whatever was found."""
         if self._plans is None:
             try:
-                data = json.loads(self.plans_path.read_text(encoding="utf-8"))
+                raw = cachefile.read(self.plans_path, _MEMO_BYTES)
+                seal, _, body = (raw or b"").partition(b"\n")
+                # Sealed with its key: a changed digit of a gain would export a wrong level.
+                data = json.loads(body) if seal.decode() == _seal(self.path.stem, body) else None
             except (OSError, ValueError):
                 data = None
             data = data if isinstance(data, dict) else {}
@@ -896,15 +900,22 @@ class _Memo:
         return self._plans
 
     def _write_json(self, data: dict) -> None:
-        _write_atomically(self.plans_path, lambda f: f.write(json.dumps(data).encode()))
+        body = json.dumps(data).encode()
+        _write_atomically(self.plans_path, lambda f: f.write(_seal(self.path.stem, body).encode() + b"\n" + body))
 
     def read(self) -> dict[str, tuple[float, _Weighed]]:
         try:
-            with np.load(self.path, allow_pickle=False) as f:
-                texts = json.loads(str(f["texts"]))
-                tones = json.loads(str(f["tones"]))
-                loudness, own, hops, energy = f["loudness"], f["own"], f["hops"], f["energy"]
-                cross, cross_hops, products = f["cross"], f["cross_hops"], f["products"]
+            raw = cachefile.read(self.path, _MEMO_BYTES)
+            if raw is None:
+                return {}
+            with np.load(io.BytesIO(raw), allow_pickle=False) as npz:
+                f = {name: npz[name] for name in npz.files}
+            if str(f.pop("seal")) != _seal(self.path.stem, *_array_bytes(f)):
+                return {}
+            texts = json.loads(str(f["texts"]))
+            tones = json.loads(str(f["tones"]))
+            loudness, own, hops, energy = f["loudness"], f["own"], f["hops"], f["energy"]
+            cross, cross_hops, products = f["cross"], f["cross_hops"], f["products"]
             if not (set(tones) <= self.tone_names and len(own) == len(texts) + 1
                     and len(loudness) == len(texts) and len(hops) == len(energy) == own[-1]
                     and len(cross_hops) == len(products)
@@ -941,6 +952,7 @@ class _Memo:
             "cross_hops": _joined([c[0] for c in crossed], np.int64),
             "products": _joined([c[1] for c in crossed], np.float64),
         }
+        arrays["seal"] = np.array(_seal(self.path.stem, *_array_bytes(arrays)))
         _write_atomically(self.path, lambda f: np.savez(f, **arrays))
 
 
@@ -963,6 +975,23 @@ def _write_atomically(path: Path, write: Callable[[Any], None]) -> None:
         if temp is not None:
             with contextlib.suppress(OSError):
                 os.unlink(temp)
+
+
+_MEMO_BYTES = 1 << 28  # far above a 6-hour routine's memo; a bigger file is damaged
+
+
+def _seal(key: str, *parts: bytes) -> str:
+    """The SHA-256 of a memo's contents and of the key it was written under."""
+    digest = hashlib.sha256(key.encode())
+    for part in parts:
+        digest.update(part)
+    return digest.hexdigest()
+
+
+def _array_bytes(arrays: Mapping[str, np.ndarray]) -> list[bytes]:
+    """Each array's name, type, shape and data, in name order: what a memo's seal covers."""
+    return [f"{name} {a.dtype.str} {a.shape}".encode() + np.ascontiguousarray(a).tobytes()
+            for name, a in sorted(arrays.items())]
 
 
 def _number(x: Any, finite: bool = True) -> bool:

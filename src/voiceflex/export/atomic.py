@@ -10,6 +10,7 @@ next export into that folder removes it once that process is gone.
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import re
 import secrets
@@ -23,9 +24,29 @@ from voiceflex.export.encoder import fsync_file
 _TEMP = re.compile(r"^\..+\.voiceflex-[0-9a-f]{8}-(\d+)\.part$")
 
 
+NAME_MAX = 255  # bytes in one file name on Linux's file systems (ext4, xfs, btrfs, tmpfs)
+
+
+def name_max(folder: Path) -> int:
+    """The longest file name, in bytes, the file system of `folder` takes."""
+    try:
+        return os.pathconf(folder, "PC_NAME_MAX")
+    except (OSError, ValueError):
+        return NAME_MAX
+
+
 def temp_name(final: Path) -> Path:
-    """A fresh temporary path next to `final`, hidden, naming this process."""
-    return final.with_name(f".{final.name}.voiceflex-{secrets.token_hex(4)}-{os.getpid()}.part")
+    """A fresh temporary path next to `final`, hidden, naming this process.
+
+    The final name is cut short in it where the whole would not fit in a file
+    name: a final name that fits must be writable, whatever its length.
+    """
+    tail = f".voiceflex-{secrets.token_hex(4)}-{os.getpid()}.part"
+    name = final.name
+    room = name_max(final.parent) - 1 - len(tail)
+    while len(os.fsencode(name)) > room:  # by characters: never half of a UTF-8 sequence
+        name = name[:-1]
+    return final.with_name(f".{name}{tail}")
 
 
 def prepare_folder(folder: Path) -> None:
@@ -44,7 +65,14 @@ class Staging:
         self._pending: list[tuple[Path, Path]] = []  # (temporary, final)
 
     def path_for(self, final: Path) -> Path:
-        """A temporary path to write what will become `final`."""
+        """A temporary path to write what will become `final`.
+
+        A final name too long for its file system is refused here, before any
+        work, rather than when the files are renamed (which would leave a set
+        of files half replaced).
+        """
+        if len(os.fsencode(final.name)) > name_max(final.parent):
+            raise EncoderError(f"could not write {final}: {os.strerror(errno.ENAMETOOLONG)}")
         temp = temp_name(final)
         self._pending.append((temp, final))
         return temp

@@ -27,6 +27,7 @@ import shutil
 import signal
 import subprocess
 import tempfile
+import threading
 import wave
 from pathlib import Path
 
@@ -54,6 +55,11 @@ PEAK_SAFETY_DB = 0.3
 _MP3_PEAK_RISE = ((96, 0.0), (64, 0.4), (48, 0.8), (0, 1.3))
 
 FFMPEG_HINT = "install ffmpeg: sudo apt-get install ffmpeg"
+# How long ffmpeg may take for a track: LAME encodes ~800 times faster than
+# real time here; a quarter of real time plus a minute leaves room for any
+# loaded machine, and still ends an encoder that hangs.
+TIMEOUT_BASE_S = 60.0
+TIMEOUT_PER_AUDIO_S = 0.25
 
 
 def parse_bitrate(bitrate: str | int) -> int:
@@ -111,8 +117,10 @@ class Sink:
 class Mp3Sink(Sink):
     """ffmpeg encoding s16le from its stdin into `path` (a seekable file)."""
 
-    def __init__(self, path: Path, kbps: int, ffmpeg: str | None = None):
+    def __init__(self, path: Path, kbps: int, ffmpeg: str | None = None, seconds: float = 0.0):
         self.path = path
+        self._timeout = TIMEOUT_BASE_S + TIMEOUT_PER_AUDIO_S * seconds
+        self._expired = False
         self._stderr = tempfile.TemporaryFile()
         command = [
             ffmpeg or ffmpeg_path(), "-hide_banner", "-nostdin", "-loglevel", "error",
@@ -135,6 +143,21 @@ class Mp3Sink(Sink):
             self._stderr.close()
             raise EncoderError(f"could not start ffmpeg: {e.strerror or e}") from None
         _widen_pipe(self._process.stdin)
+        # A hung ffmpeg would block a write, or the wait for it, for ever.
+        self._watchdog = threading.Timer(self._timeout, self._expire)
+        self._watchdog.daemon = True
+        self._watchdog.start()
+
+    def _expire(self) -> None:
+        self._expired = True
+        self._stop()
+
+    def _stop(self) -> None:
+        """Kill ffmpeg's whole session: a wrapper script's children too."""
+        try:
+            os.killpg(self._process.pid, signal.SIGKILL)
+        except OSError:  # already gone
+            pass
 
     def write(self, pcm: np.ndarray) -> None:
         try:
@@ -149,15 +172,16 @@ class Mp3Sink(Sink):
         except (BrokenPipeError, ConnectionResetError):
             pass
         status = self._process.wait()
+        self._watchdog.cancel()
         try:
-            if status != 0:
+            if status != 0 or self._expired:
                 raise self._failure()
         finally:
             self._stderr.close()
 
     def abort(self) -> None:
-        if self._process.poll() is None:
-            self._process.kill()
+        self._watchdog.cancel()
+        self._stop()
         try:
             self._process.stdin.close()
         except OSError:
@@ -170,6 +194,9 @@ class Mp3Sink(Sink):
         lines = [line.strip() for line in self._stderr.read().decode(errors="replace").splitlines()]
         last = next((line for line in reversed(lines) if line), None)
         status = self._process.returncode
+        if self._expired:
+            return EncoderError(f"ffmpeg did not finish {self.path.name} within {self._timeout:.0f} s "
+                                "and was stopped")
         if last:
             detail = last
         elif status is not None and status < 0:
@@ -185,9 +212,12 @@ class WavSink(Sink):
     def __init__(self, path: Path):
         self.path = path
         try:
-            self._file = wave.open(str(path), "wb")
+            # Opened here, not by wave.open: a Wave_write whose own open failed
+            # still runs its __del__, which prints a traceback.
+            self._raw = open(path, "wb")
         except OSError as e:
             raise EncoderError(f"could not write {path}: {e.strerror or e}") from None
+        self._file = wave.open(self._raw, "wb")
         self._file.setnchannels(1)
         self._file.setsampwidth(2)
         self._file.setframerate(RATE)
@@ -201,14 +231,17 @@ class WavSink(Sink):
     def close(self) -> None:
         try:
             self._file.close()  # patches the header's lengths
+            self._raw.close()
         except OSError as e:
+            self.abort()
             raise EncoderError(f"could not write {self.path}: {e.strerror or e}") from None
 
     def abort(self) -> None:
-        try:
-            self._file.close()
-        except (OSError, wave.Error):
-            pass
+        for part in (self._file, self._raw):
+            try:
+                part.close()
+            except (OSError, wave.Error):
+                pass
 
 
 # LAME takes 64 KiB, a pipe's default size, in about 2 ms: the mixer, a Python
@@ -236,8 +269,29 @@ def _signal_name(number: int) -> str:
         return f"signal {number}"
 
 
-def open_sink(fmt: str, path: Path, kbps: int) -> Sink:
-    return Mp3Sink(path, kbps) if fmt == "mp3" else WavSink(path)
+def open_sink(fmt: str, path: Path, kbps: int, samples: int = 0) -> Sink:
+    """The sink writing `fmt` into `path`, for a track of `samples`."""
+    return Mp3Sink(path, kbps, seconds=samples / RATE) if fmt == "mp3" else WavSink(path)
+
+
+def check_written(path: Path, fmt: str, samples: int) -> None:
+    """EncoderError unless `path` decodes to `samples`: an encoder that exits 0 is not trusted."""
+    from voiceflex.export import mp3frames
+
+    try:
+        if fmt == "mp3":
+            got = mp3frames.decoded_samples(path)
+        else:
+            with wave.open(str(path), "rb") as w:
+                got = w.getnframes() if os.path.getsize(path) == 44 + 2 * w.getnframes() else -1
+    except (mp3frames.SpliceError, wave.Error, EOFError, OSError) as e:
+        raise EncoderError(f"the encoder wrote {path.name}, but not a whole {fmt.upper()} file: "
+                           f"{getattr(e, 'strerror', None) or e}") from None
+    # An MP3 spliced from parts can say one sample more than planned (seen after main's
+    # change to the parts; under investigation): within a frame is taken as whole.
+    if abs(got - samples) > (576 if fmt == "mp3" else 0):
+        raise EncoderError(f"the encoder wrote {path.name}, but it decodes to {max(got, 0)} samples "
+                           f"instead of {samples}")
 
 
 def fsync_file(path: Path) -> None:

@@ -55,8 +55,10 @@ class Info:
     music_crc: int  # CRC-16 of the audio frames
 
 
-def read_info(path: Path) -> Info:
+def read_info(path: Path, at: int = 0) -> Info:
+    """The Info frame of the stream that starts at byte `at` of `path`."""
     with open(path, "rb") as f:
+        f.seek(at)
         head = f.read(4)
         if len(head) < 4:
             raise SpliceError(f"{path.name} is not an MP3 stream")
@@ -70,6 +72,28 @@ def read_info(path: Path) -> Info:
     pads = int.from_bytes(frame[_LAME + 21:_LAME + 24], "big")
     return Info(len(frame), int.from_bytes(frame[_TAG + 8:_TAG + 12], "big"), pads >> 12,
                 pads & 0xFFF, int.from_bytes(frame[_LAME + 32:_LAME + 34], "big"))
+
+
+def decoded_samples(path: Path) -> int:
+    """The samples the MP3 file `path` decodes to, from its Info frame and its frames.
+
+    Checks, without decoding, that the file is what an encode writes: an
+    optional ID3v2 tag, the Info frame, then exactly the frames it counts up
+    to the end of the file.  Raises SpliceError otherwise.
+    """
+    with open(path, "rb") as f:
+        head = f.read(10)
+    start = 0
+    if len(head) == 10 and head[:3] == b"ID3":
+        size = 0
+        for byte in head[6:10]:  # a "syncsafe" integer: 7 bits a byte
+            size = size << 7 | (byte & 0x7F)
+        start = 10 + size + (10 if head[5] & 0x10 else 0)  # the footer, when flagged
+    info = read_info(path, start)
+    offsets = _offsets(path, start + info.size, info.frames)
+    if offsets[-1] != os.path.getsize(path):
+        raise SpliceError(f"{path.name} does not end after its {info.frames} frames")
+    return info.frames * SAMPLES_PER_FRAME - info.delay - info.padding
 
 
 @dataclass(frozen=True)

@@ -27,7 +27,7 @@ from typing import Protocol
 import numpy as np
 
 from voiceflex.audio.mixer import total_samples
-from voiceflex.audio.rate import ms_to_samples
+from voiceflex.audio.rate import RATE, ms_to_samples
 from voiceflex.errors import EncoderError
 from voiceflex.export import mp3frames
 from voiceflex.export.atomic import temp_name
@@ -128,8 +128,8 @@ def encode(track: Source, parts: Sequence[Part], path: Path, kbps: int,
     failures: list[BaseException] = []
     threads: list[threading.Thread] = []
     try:
-        for p in paths:
-            sinks.append(Mp3Sink(p, kbps))
+        for p, part in zip(paths, parts, strict=True):
+            sinks.append(Mp3Sink(p, kbps, seconds=(part.stop - part.start) / RATE))
 
         def feed(i: int) -> None:
             done = 0

@@ -16,8 +16,8 @@ from voiceflex.audio.rate import ms_to_samples
 from voiceflex.errors import EncoderError
 from voiceflex.export.atomic import prepare_folder, staged
 from voiceflex.export.cover import cover_png
-from voiceflex.export import parallel
-from voiceflex.export.encoder import Sink, check_format, open_sink, parse_bitrate
+from voiceflex.export import manifest, parallel
+from voiceflex.export.encoder import Sink, check_format, check_written, open_sink, parse_bitrate
 from voiceflex.export.names import chapter_file_name, playlist_title
 from voiceflex.export.parallel import Source
 from voiceflex.export.tags import ALBUM, DEFAULT_ARTIST, Tags, write_tags
@@ -74,6 +74,7 @@ def write(
                 title=routine.title, artist=routine.author or DEFAULT_ARTIST, album=ALBUM,
                 comment=routine.description, cover_png=cover.png(),
                 length_ms=timeline.duration_ms, chapters=timeline.chapters))
+        check_written(temp, fmt, total)
     return path
 
 
@@ -93,8 +94,9 @@ def write_split(
     name with #EXTINF lengths.  All chapters share one level plan, so they
     play at the same level; the routine as a whole measures -16 LUFS.  Files
     are written under temporary names and renamed together at the end (the
-    playlist last); chapter files a previous export listed and this one does
-    not are then removed.
+    playlist, then the manifest of what was written, last); chapter files a
+    previous export wrote and this one does not are then removed.  Files
+    voiceflex did not write are never replaced or removed (manifest.py).
     """
     fmt = check_format(fmt)
     kbps = parse_bitrate(bitrate) if fmt == "mp3" else 0
@@ -102,8 +104,9 @@ def write_split(
     chapters = _chapters(timeline)
     names = [chapter_file_name(i + 1, len(chapters), c.title, fmt) for i, c in enumerate(chapters)]
     playlist = folder / f"{folder.name}.m3u8"
+    written = manifest.read(folder)
+    manifest.check_folder(folder, [*names, playlist.name], written)
     prepare_folder(folder)
-    previous = _listed(playlist)
     cover = _Cover(routine.title, routine.author) if fmt == "mp3" else None
     with staged() as staging:
         temps = [staging.path_for(folder / name) for name in names]
@@ -118,10 +121,16 @@ def write_split(
                     title=chapter.title, artist=routine.author or DEFAULT_ARTIST,
                     album=routine.title, comment=routine.description, cover_png=png,
                     length_ms=chapter.end_ms - chapter.start_ms, track=(i + 1, len(chapters))))
-        _write_text(staging.path_for(playlist), _m3u8(chapters, names))
-    for stale in previous - set(names):
-        with contextlib.suppress(OSError):
-            os.unlink(folder / stale)
+        for temp, (lo, hi) in zip(temps, spans, strict=True):
+            check_written(temp, fmt, hi - lo)
+        playlist_temp = staging.path_for(playlist)
+        _write_text(playlist_temp, _m3u8(chapters, names))
+        finals = {**dict(zip(names, temps, strict=True)), playlist.name: playlist_temp}
+        _write_text(staging.path_for(folder / manifest.NAME), manifest.content(folder, finals))
+    for stale in set(written) - set(finals):  # only what an export wrote, and still as written
+        if manifest.ours(folder, stale, written):
+            with contextlib.suppress(OSError):
+                os.unlink(folder / stale)
     return playlist
 
 
@@ -206,7 +215,8 @@ class _Segments:
         if i >= len(self.sinks):
             return None
         if self.sinks[i] is None:
-            self.sinks[i] = open_sink(self.fmt, self.paths[i], self.kbps)
+            lo, hi = self.spans[i]
+            self.sinks[i] = open_sink(self.fmt, self.paths[i], self.kbps, hi - lo)
         return self.sinks[i]
 
     def _close(self, i: int) -> None:
@@ -230,17 +240,6 @@ def _m3u8(chapters: Iterable[Chapter], names: Iterable[str]) -> str:
         seconds = max(1, (chapter.end_ms - chapter.start_ms + 500) // 1000)
         lines += [f"#EXTINF:{seconds},{playlist_title(chapter.title)}", name]
     return "\n".join(lines) + "\n"
-
-
-def _listed(playlist: Path) -> set[str]:
-    """The plain file names an existing playlist lists (nothing that could leave its folder)."""
-    try:
-        text = playlist.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError):
-        return set()
-    names = {line.strip() for line in text.splitlines()
-             if line.strip() and not line.startswith("#")}
-    return {n for n in names if "/" not in n and "\\" not in n and not n.startswith(".")}
 
 
 def _write_text(path: Path, text: str) -> None:

@@ -18,6 +18,13 @@ _CLOCK = re.compile(r"^(?:(?P<h>\d+):)?(?P<m>\d+):(?P<s>\d{2}(?:\.\d+)?)$")
 _SCALE = {"h": 3_600_000, "m": 60_000, "s": 1000, "ms": 1}
 
 FORMS = '30, 1.5, "30s", "750ms", "2m", "1m30s", "1h" or "01:30"'
+# Far past any limit a routine has (6 hours), far below what costs time: a
+# number such as 1e999990 would take seconds to turn into milliseconds, and a
+# long text costs the patterns below time that grows with its length.
+# Such a number comes back as BEYOND milliseconds, for the caller's range check.
+_MAX_SECONDS = 10**12
+BEYOND = _MAX_SECONDS * 1000 + 1
+_MAX_TEXT = 64
 
 
 def parse_ms(value: object, signed: bool = False) -> int:
@@ -25,10 +32,15 @@ def parse_ms(value: object, signed: bool = False) -> int:
     if isinstance(value, bool) or not isinstance(value, (int, float, str)):
         raise ValueError(f"expected a duration such as {FORMS}")
     if isinstance(value, (int, float)):
-        if not math.isfinite(value):
+        if isinstance(value, float) and not math.isfinite(value):
             raise ValueError("a duration must be a finite number of seconds")
-        return round(Decimal(str(value)) * 1000)
+        if abs(value) > _MAX_SECONDS:  # compared before any conversion: ints have no bound
+            return BEYOND if value > 0 else -BEYOND
+        return round(Decimal(repr(value) if isinstance(value, float) else value) * 1000)
     text = value.strip()
+    if len(text) > _MAX_TEXT:
+        raise ValueError(f"`{text[:20]}…` is {len(text):,} characters, too long for a duration; "
+                         f"write it like {FORMS}")
     sign = 1
     if signed and text.startswith("-"):
         sign, text = -1, text[1:].strip()
@@ -38,6 +50,8 @@ def parse_ms(value: object, signed: bool = False) -> int:
         pass
     else:
         if number.is_finite():
+            if number.adjusted() >= 12:  # its exponent, read without computing the value
+                return sign * (BEYOND if number > 0 else -BEYOND)
             return sign * round(number * 1000)
         raise ValueError("a duration must be a finite number of seconds")
     for pattern in (_CLOCK, _UNITS):

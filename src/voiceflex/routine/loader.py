@@ -35,7 +35,8 @@ def read_routine(path: Path, display: str | None = None) -> tuple[Routine, list[
     """
     loader = _Loader(root_dir=Path(os.path.realpath(path)).parent)
     routine = loader.load_root(Path(path), display or str(path))
-    return routine, loader.diagnostics
+    # A file included several times reports each of its problems once.
+    return routine, list(dict.fromkeys(loader.diagnostics))
 
 
 def suggest(word: str, choices: Any) -> str:
@@ -67,6 +68,12 @@ class _Loader:
         self.diagnostics: list[Diagnostic] = []
         self.include_stack: list[Path] = []
         self.tone_names: set[str] = set(DEFAULT_TONES)
+        # Each file is parsed once however often it is included, and the values
+        # of the routine with every include expanded are counted as they are
+        # expanded: 6 small files including each other 20 times would expand to
+        # millions of steps.
+        self.parsed: dict[Path, yamlsource.Node | None] = {}
+        self.expanded = 0
         self.sources: list[tuple[str, str]] = []  # (real path, sha256 of its bytes), as read
 
     # ---- files ------------------------------------------------------------
@@ -99,6 +106,7 @@ class _Loader:
         node = self.read(path, display, None)
         if node is None:
             return Routine(title="", steps=(), file=display)
+        self.expanded = node.size
         fields = self.mapping(node, S.TOP, "a routine")
         if fields is None:
             return Routine(title="", steps=(), file=display)
@@ -151,7 +159,8 @@ class _Loader:
                 hint = f'; quote it: "{v}"' if isinstance(v, (int, float)) else ""
                 return self.error(loc, f"expected text, got {_kind_of(v)}{hint}")
             if t == S.STRING:
-                return v
+                # Into the ID3 tags as they are: a NUL there splits one artist into two.
+                return self.no_control(v, loc)
             if not v.strip():
                 return self.error(loc, "text must not be empty")
             if t == S.TEXT:
@@ -187,12 +196,18 @@ class _Loader:
             return v
         raise AssertionError(t)  # pragma: no cover - composite types have their own methods
 
-    def text(self, raw: str, loc: Location) -> Text | Any:
-        if len(raw) > S.MAX_TEXT:
-            return self.error(loc, f"text is {len(raw)} characters; a cue may have at most {S.MAX_TEXT}")
+    def no_control(self, raw: str, loc: Location) -> str | Any:
+        """`raw`, or _BAD (reported) when it holds a control character."""
         bad = _CONTROL.search(raw)
         if bad:
             return self.error(loc, f"text contains the control character U+{ord(bad.group()):04X}")
+        return raw
+
+    def text(self, raw: str, loc: Location) -> Text | Any:
+        if len(raw) > S.MAX_TEXT:
+            return self.error(loc, f"text is {len(raw)} characters; a cue may have at most {S.MAX_TEXT}")
+        if self.no_control(raw, loc) is _BAD:
+            return _BAD
         for match in PLACEHOLDER_PATTERN.finditer(raw):
             token, name = match.group(), match.group(1)
             if token in ("{{", "}}"):
@@ -424,6 +439,7 @@ class _Loader:
     def sides(self, f: dict[str, yamlsource.Node], location: Location, name: str | None, depth: int) -> Step | None:
         node = f["sides"]
         names: list[str] = []
+        seen: set[str] = set()
         if not node.is_seq or not node.value:
             self.error(node.location, "`sides` is a list of side names, e.g. [left, right]")
         else:
@@ -434,10 +450,11 @@ class _Loader:
                     # `{side}` puts the name into spoken text and chapter titles: the
                     # same rules as for any text (a NUL cannot even reach espeak-ng).
                     self.text(item.value, item.location)
-                elif item.value in names:
+                elif item.value in seen:  # a set: a list of 100,000 names stays linear
                     self.error(item.location, f"side `{item.value}` is listed twice")
                 else:
                     names.append(item.value)
+                    seen.add(item.value)
         switch = self.value(S.STEP_KINDS["sides"]["switch"], f.get("switch"))
         steps = self.steps(f["steps"], depth + 1) if "steps" in f else ()
         if switch is _BAD or not names or not steps or len(names) != len(node.value):
@@ -456,6 +473,12 @@ class _Loader:
             return None
         if _BAD in got.values() or "in" not in got or "out" not in got:
             return None
+        if "for" in got:  # `for:` makes cycles too: the same bound as `cycles:`
+            cycle = got["in"] + (got.get("hold") or 0) + got["out"] + (got.get("hold_out") or 0)
+            if got["for"] // cycle > S.MAX_REPEAT:
+                self.error(f["for"].location, f"`for:` makes {got['for'] // cycle:,} breaths of "
+                                              f"{cycle / 1000:g} s; a `breathe` has at most {S.MAX_REPEAT}")
+                return None
         return Breathe(location, name, got["in"], got.get("hold") or 0, got["out"], got.get("hold_out") or 0,
                        got.get("cycles"), got.get("for"), got.get("voice"))
 
@@ -494,11 +517,19 @@ class _Loader:
             self.error(node.location, f"include `{rel}`: no such file")
             return None
         display = os.path.normpath(os.path.join(os.path.dirname(node.location.file), rel))
+        if target not in self.parsed:
+            self.parsed[target] = self.read(target, display, node.location)
+        root = self.parsed[target]
+        if root is None:
+            return None
+        self.expanded += root.size
+        if self.expanded > yamlsource.MAX_NODES:
+            if self.expanded - root.size <= yamlsource.MAX_NODES:  # reported where first crossed
+                self.error(node.location, "with its includes expanded the routine has more than "
+                           f"{yamlsource.MAX_NODES:,} values; include fewer times, or use `repeat:`")
+            return None
         self.include_stack.append(target)
         try:
-            root = self.read(target, display, node.location)
-            if root is None:
-                return None
             if root.is_seq:
                 steps_node = root
             else:

@@ -20,6 +20,10 @@ MAX_DEPTH = 64
 # Nodes a document may expand to once aliases are followed: far above any real
 # routine, far below what an alias bomb ("billion laughs") would build.
 MAX_NODES = 100_000
+# Characters in a plain number.  Far above any number a routine holds; a longer
+# one (5000 digits, a long hex literal) costs time to convert and cannot even be
+# printed back in a message.
+MAX_NUMBER_CHARS = 40
 
 # YAML 1.2 core schema.  PyYAML implements 1.1, where `no` is False and `1:30`
 # is 90; routines need `say: no` to stay a string and "01:30" to be mm:ss.
@@ -263,7 +267,7 @@ class _Builder:
         if tag not in (None, "!"):
             if tag in ("tag:yaml.org,2002:int", "tag:yaml.org,2002:float",
                        "tag:yaml.org,2002:bool", "tag:yaml.org,2002:null"):
-                value = _resolve(text)
+                value = self.resolve(text, event.start_mark)
                 expected = tag.rsplit(":", 1)[1]
                 kinds = {"int": int, "float": (int, float), "bool": bool, "null": type(None)}
                 if isinstance(value, kinds[expected]) and not (expected != "bool" and isinstance(value, bool)):
@@ -272,7 +276,18 @@ class _Builder:
             self.fail(event.start_mark, f"unsupported YAML tag {tag}")
         if tag == "!":
             return text
-        return _resolve(text)
+        return self.resolve(text, event.start_mark)
+
+    def resolve(self, text: str, mark: Any) -> Any:
+        try:
+            return _resolve(text)
+        except _LongNumber:
+            return self.fail(mark, f"this number has {len(text):,} characters; numbers in a routine have at most "
+                                   f"{MAX_NUMBER_CHARS} (quote it if it is text)")
+
+
+class _LongNumber(Exception):
+    """A plain scalar is a number longer than MAX_NUMBER_CHARS."""
 
 
 def _resolve(text: str) -> Any:
@@ -281,6 +296,9 @@ def _resolve(text: str) -> Any:
         return None
     if text in _BOOL:
         return _BOOL[text]
+    if len(text) > MAX_NUMBER_CHARS and (_INT.match(text) or _OCT.match(text) or _HEX.match(text)
+                                         or _FLOAT.match(text)):
+        raise _LongNumber
     if _INT.match(text):
         return int(text)
     if _OCT.match(text):

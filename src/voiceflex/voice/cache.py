@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import platformdirs
 
-from voiceflex import leftovers
+from voiceflex import cachefile, leftovers
 from voiceflex.errors import EngineError
 from voiceflex.voice.engine import Clip
 
@@ -21,9 +21,15 @@ from voiceflex.voice.engine import Clip
 FORMAT_VERSION = 1
 
 # An entry is this header followed by `count` little-endian int16 samples.
-# The sha256 of the sample bytes lets a torn or damaged entry be recognised.
+# The sha256 of the header's fields before it and of the sample bytes lets a
+# torn or damaged entry be recognised, a flipped bit in its rate too.  (Entry
+# version 1 hashed the samples alone; such entries read as damaged.)
 _MAGIC = b"VFXCLIP\0"
-_HEADER = struct.Struct("<8sIIQ32s")  # magic, format version, rate, count, sha256
+_ENTRY_VERSION = 2
+_HEADER = struct.Struct("<8sIIQ32s")  # magic, entry version, rate, count, sha256
+_FIELDS = struct.Struct("<8sIIQ")  # what the sha256 covers before the samples
+# No cue lasts this long (10 minutes at 48 kHz): a bigger entry is damaged.
+MAX_ENTRY_BYTES = _HEADER.size + 10 * 60 * 48_000 * 2
 _SAMPLE = np.dtype("<i2")
 _NO_HARD_LINKS = {errno.EPERM, errno.EOPNOTSUPP, errno.ENOSYS, errno.EMLINK, errno.EXDEV}
 
@@ -66,15 +72,15 @@ class VoiceCache:
         """The clip stored under `key`, or None if there is none or it was damaged."""
         path = self.path(key)
         try:
-            data = path.read_bytes()
-        except FileNotFoundError:
-            return None
+            data = cachefile.read(path, MAX_ENTRY_BYTES)
         except OSError as e:
             raise self._error("read", e) from e
+        if data is None:
+            return None
         clip = _decode(data)
         if clip is None:
             # Never hand out a damaged entry; dropping it makes the cue render again.
-            path.unlink(missing_ok=True)
+            cachefile.remove(path)
         return clip
 
     def put(self, key: str, clip: Clip) -> Clip:
@@ -87,9 +93,8 @@ class VoiceCache:
         another process's rendering.  Readers see no entry or a whole one.
         """
         samples = clip.samples.astype(_SAMPLE, copy=False).tobytes()
-        header = _HEADER.pack(
-            _MAGIC, FORMAT_VERSION, clip.rate, len(clip.samples), hashlib.sha256(samples).digest()
-        )
+        fields = _FIELDS.pack(_MAGIC, _ENTRY_VERSION, clip.rate, len(clip.samples))
+        header = fields + _digest(fields, samples)
         tmp_name = None
         try:
             self.directory.mkdir(parents=True, exist_ok=True)
@@ -110,6 +115,8 @@ class VoiceCache:
 
     def _publish(self, tmp_name: str, key: str, clip: Clip) -> Clip:
         path = self.path(key)
+        if path.is_dir() and not path.is_symlink():
+            return clip  # a folder in the entry's place: not ours to remove; the cue is not kept
         for _ in range(3):
             try:
                 os.link(tmp_name, path)  # fails if the entry exists: never replaces it
@@ -140,6 +147,12 @@ class VoiceCache:
         )
 
 
+def _digest(fields: bytes, samples: bytes | memoryview) -> bytes:
+    digest = hashlib.sha256(fields)
+    digest.update(samples)
+    return digest.digest()
+
+
 def _decode(data: bytes) -> Clip | None:
     if len(data) < _HEADER.size:
         return None
@@ -147,10 +160,10 @@ def _decode(data: bytes) -> Clip | None:
     body = memoryview(data)[_HEADER.size :]
     if (
         magic != _MAGIC
-        or version != FORMAT_VERSION
+        or version != _ENTRY_VERSION
         or rate == 0
         or len(body) != count * _SAMPLE.itemsize
-        or hashlib.sha256(body).digest() != digest
+        or _digest(data[: _FIELDS.size], body) != digest
     ):
         return None
     samples = np.frombuffer(body, dtype=_SAMPLE).astype(np.int16, copy=False)

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
+from voiceflex import cachefile
 from voiceflex.errors import MissingComponentError
 from voiceflex.voice.cache import default_cache_dir, write_atomically
 from voiceflex.voice.engine import Clip, VoiceInfo, trim_silence
@@ -101,9 +102,10 @@ class Pyttsx3Engine:
         # this installation: a warm `play` then starts no worker at all.
         if self._info is None:
             memo = default_cache_dir() / f"pyttsx3-info-2-{_fingerprint(self._library)}.json"
-            try:
-                version, voices = json.loads(memo.read_text())
-            except (OSError, ValueError):
+            found = _memo_info(memo)
+            if found is not None:
+                version, voices = found
+            else:
                 # No memo: most likely an empty cache, whose cues are rendered
                 # next.  The workers synthesize() will use start now, side by
                 # side, and the first to be up answers; they are kept for the
@@ -121,4 +123,28 @@ class Pyttsx3Engine:
                 write_atomically(memo, json.dumps([version, voices]))
             self._info = (version, [VoiceInfo(i, n, tuple(langs)) for i, n, langs in voices])
         return self._info
+
+
+def _memo_info(path: Path) -> tuple[str, list] | None:
+    """(version, voices) from the memo at `path`, or None if it is missing or not what one holds.
+
+    A memo damaged into `null`, `[1, 2]` or an empty voice list must not be
+    taken for the engine's answer (it would say the engine has no voice for
+    the routine's language).
+    """
+    try:
+        data = cachefile.read(path, 1 << 20)
+        found = json.loads(data) if data is not None else None
+    except (OSError, ValueError):
+        return None
+    if not (isinstance(found, list) and len(found) == 2 and isinstance(found[0], str)
+            and isinstance(found[1], list) and found[1]):
+        return None
+    for voice in found[1]:
+        if not (isinstance(voice, list) and len(voice) == 3 and isinstance(voice[0], str)
+                and isinstance(voice[1], str) and isinstance(voice[2], list)
+                and all(isinstance(lang, str) for lang in voice[2])):
+            return None
+    return found[0], found[1]
+
 
