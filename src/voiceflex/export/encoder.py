@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import os
 import re
-import shutil
 import signal
 import subprocess
 import tempfile
@@ -35,6 +34,7 @@ import numpy as np
 
 from voiceflex.audio.rate import RATE
 from voiceflex.errors import EncoderError, MissingComponentError, UsageError
+from voiceflex.programs import FFMPEG_HINT, ffmpeg_path
 
 FORMATS = ("mp3", "wav")
 # MPEG-2 layer III (22.05 kHz) bitrates, kbit/s, from 32: below it LAME's
@@ -54,7 +54,6 @@ PEAK_SAFETY_DB = 0.3
 # +1.3 at 32k, -0.3 at 96k and 128k.
 _MP3_PEAK_RISE = ((96, 0.0), (64, 0.4), (48, 0.8), (0, 1.3))
 
-FFMPEG_HINT = "install ffmpeg: sudo apt-get install ffmpeg"
 # How long ffmpeg may take for a track: LAME encodes ~800 times faster than
 # real time here; a quarter of real time plus a minute leaves room for any
 # loaded machine, and still ends an encoder that hangs.
@@ -91,14 +90,6 @@ def levels_for(fmt: str, kbps: int) -> tuple[float, float]:
         return TARGET_LUFS, MAX_TRUE_PEAK_DBTP - 0.2  # rounding to int16, finer oversampling
     rise = next(r for lowest, r in _MP3_PEAK_RISE if kbps >= lowest)
     return TARGET_LUFS - LAME_LEVEL_DB, MAX_TRUE_PEAK_DBTP - rise - PEAK_SAFETY_DB
-
-
-def ffmpeg_path(needed_for: str = "it encodes MP3 files") -> str:
-    """The ffmpeg program, or MissingComponentError saying what it is for and how to install it."""
-    found = shutil.which("ffmpeg")
-    if not found:
-        raise MissingComponentError(f"ffmpeg is not installed; {needed_for}", hint=FFMPEG_HINT)
-    return found
 
 
 class Sink:
@@ -294,10 +285,3 @@ def check_written(path: Path, fmt: str, samples: int) -> None:
                            f"instead of {samples}")
 
 
-def fsync_file(path: Path) -> None:
-    """Flush `path` to disk, so a rename over the old file never exposes an empty one."""
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
