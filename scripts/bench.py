@@ -482,7 +482,7 @@ def piper_speaking(texts: list[str], workers: int) -> tuple[float, Run]:
 
 def with_engine(folder: Path, name: str, engine: str) -> Path:
     """A copy of the built-in routine `name` (with the parts it includes) spoken by `engine`."""
-    shutil.copytree(ROOT / "src" / "voiceflex" / "routines", folder, dirs_exist_ok=True)
+    shutil.copytree(ROOT / "src" / "voiceflex" / "builtin_routines", folder, dirs_exist_ok=True)
     path = folder / f"{name}.yaml"
     path.write_text(path.read_text(encoding="utf-8") + f"voice:\n  engine: {engine}\n", encoding="utf-8")
     return path

@@ -26,7 +26,7 @@ settings.register_profile("fuzz", max_examples=int(os.environ.get("FUZZ_EXAMPLES
                           suppress_health_check=list(HealthCheck))
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "default"))
 
-BUILTINS = Path(__file__).resolve().parent.parent / "src/voiceflex/routines"
+BUILTINS = Path(__file__).resolve().parent.parent / "src/voiceflex/builtin_routines"
 
 # ---- strategies ------------------------------------------------------------------
 

@@ -108,7 +108,7 @@ def _parser() -> argparse.ArgumentParser:
     p = command("plan", _plan, "show the timeline of a routine")
     p.add_argument("routine", metavar="ROUTINE")
     options.voice_options(p)
-    p.add_argument("--json", action="store_true", help="print the plan as JSON (SPEC section 4)")
+    p.add_argument("--json", action="store_true", help="print the plan as JSON")
     p = command("export", _export, "render a routine to an MP3 (or WAV) file with chapters")
     p.add_argument("routine", metavar="ROUTINE", nargs="?")
     p.add_argument("-o", "--output", metavar="DIR", help="folder to write to (default: audio/, or `output` in the config)")
@@ -270,7 +270,7 @@ def _play(args: argparse.Namespace) -> int:
     keyed = stdin is not None and stdin.isatty() and os.tcgetpgrp(stdin.fileno()) == os.getpgrp()
     try:
         try:
-            session = player.Player(track.samples, plan.timeline, player.default_backend(),
+            session = player.Player(track.samples, plan.timeline, player.default_output(),
                                     ready=track.ready)
             session.start(session.starts[chapter])  # opens the device: no display if there is none
         except DeviceError as exc:

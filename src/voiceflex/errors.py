@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-# Exit statuses, SPEC section 3.  Defined here once; the CLI only looks them up.
+# Exit statuses (README, "Exit status").  Defined here once; the CLI only looks them up.
 EXIT_OK = 0
 EXIT_FAILURE = 1  # engine, encoder, device, anything not the user's input
 EXIT_BAD_INPUT = 2  # routine files, arguments

@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
-from voiceflex.player.backend import Backend, Stream, default_backend
 from voiceflex.player.display import MIN_COLUMNS, Status, StatusModel, chapter_line, rich_view, status_line
-from voiceflex.player.engine import (
-    Command, Keys, NoKeys, Outcome, Player, TrackRender, find_chapter, render_track,
-)
-from voiceflex.player.keys import KeyDecoder, terminal_keys
+from voiceflex.player.keys import Command, KeyDecoder, Keys, NoKeys, terminal_keys
+from voiceflex.player.output import Output, Stream, default_output
+from voiceflex.player.render_thread import TrackRender, render_track
+from voiceflex.player.session import Outcome, Player, find_chapter
 
 __all__ = [
     "MIN_COLUMNS",
-    "Backend",
+    "Output",
     "Command",
     "KeyDecoder",
     "Keys",
@@ -23,7 +22,7 @@ __all__ = [
     "Stream",
     "TrackRender",
     "chapter_line",
-    "default_backend",
+    "default_output",
     "find_chapter",
     "render_track",
     "rich_view",

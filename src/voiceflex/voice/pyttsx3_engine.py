@@ -19,7 +19,7 @@ from voiceflex.voice.engine import Clip, VoiceInfo, trim_silence
 from voiceflex.voice.workers import CUE_TIMEOUT, WorkerPool, default_workers
 
 # Lives in a module of its own so that worker processes import nothing else.
-BACKEND = "voiceflex.voice.pyttsx3_backend:Pyttsx3Backend"
+BACKEND = "voiceflex.voice.pyttsx3_worker:Pyttsx3Worker"
 _LIB_DIRS = ("/usr/lib/x86_64-linux-gnu", "/usr/lib/aarch64-linux-gnu", "/usr/lib64", "/usr/lib",
              "/usr/local/lib")
 _FIX = "install espeak-ng: sudo apt-get install espeak-ng (or run scripts/setup)"

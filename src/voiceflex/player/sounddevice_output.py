@@ -1,6 +1,6 @@
 """Playback through sounddevice (PortAudio): a blocking write stream fed only with final samples.
 
-Why this backend is the default: the device gets samples only through
+Why this output is the default: the device gets samples only through
 `RawOutputStream.write`, called by one writer thread that first waits until
 the renderer has finished them (`ready`).  However fast the device reads
 (an unpaced ALSA file capture takes a whole routine in milliseconds) it can
@@ -137,7 +137,7 @@ class SounddeviceStream:
         raise DeviceError(f"the sound device failed while playing ({_reason(error)})")
 
 
-class SounddeviceBackend:
+class SounddeviceOutput:
     """Sound output through PortAudio's default device; raises DeviceError when PortAudio is missing."""
 
     name = "sounddevice"
@@ -152,7 +152,7 @@ class SounddeviceBackend:
 
 
 def _load() -> Any:
-    from voiceflex.player.simpleaudio_backend import quiet_alsa
+    from voiceflex.player.simpleaudio_output import quiet_alsa
 
     quiet_alsa()  # PortAudio probes every ALSA device as it loads, and libasound complains on stderr
     try:

@@ -17,9 +17,9 @@ measured through the ALSA capture of tests/alsa.py:
 - The device reads the buffer as fast as it consumes: an unpaced ALSA file
   capture took a buffer still being rendered in milliseconds and played
   silence where the cues came later (correlation 0.19 with the export).
-  So this backend starts only once the whole buffer is final (`ready`):
+  So this output starts only once the whole buffer is final (`ready`):
   safe at any device speed, at the price of waiting for the render before
-  the first sound (~1 s per minute of routine).  sounddevice_backend
+  the first sound (~1 s per minute of routine).  sounddevice_output
   streams instead and is the default.
 
 How a stream stops at an exact frame anyway (`halt(exact=True)`): the thread
@@ -128,7 +128,7 @@ class SimpleaudioStream:
             self._sleep(POLL_S)
 
 
-class SimpleaudioBackend:
+class SimpleaudioOutput:
     """The default sound output through simpleaudio (ALSA on Linux)."""
 
     name = "simpleaudio"
