@@ -14,7 +14,7 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from conftest import fake_ms
+from helpers.fakes import fake_ms
 from voiceflex import pipeline
 from voiceflex.errors import RoutineError
 from voiceflex.routine import read
@@ -250,7 +250,7 @@ def test_damaged_cache_entries(tmp_path_factory, damages, kind, text):
     blocking), and the cue stored again reads back whole unless a folder is in the way."""
     import numpy as np
 
-    from conftest import fake_clip
+    from helpers.fakes import fake_clip
     from voiceflex.voice import VoiceCache
 
     cache = VoiceCache(tmp_path_factory.mktemp("cache"))

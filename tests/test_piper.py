@@ -158,7 +158,7 @@ def fake_backend(data_dir, tmp_path, monkeypatch):
     add_voice(data_dir, "fake-voice")
     log = tmp_path / "requests.jsonl"
     monkeypatch.setenv("FAKE_PIPER_LOG", str(log))
-    monkeypatch.setattr(piper_engine, "BACKEND", "fake_piper_worker:FakePiperWorker")
+    monkeypatch.setattr(piper_engine, "BACKEND", "helpers.fake_piper_worker:FakePiperWorker")
     return log
 
 

@@ -15,7 +15,7 @@ from urllib.parse import urlsplit
 import feedparser
 import pytest
 
-from serving import BROKEN, request, running, write_routine
+from helpers.serving import BROKEN, request, running, write_routine
 from voiceflex import files, pipeline
 from voiceflex.serve import Server, net
 from voiceflex.serve.catalog import entries

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import FAKE_RATE, FakeEngine, fake_clip, fake_ms
+from helpers.fakes import FAKE_RATE, FakeEngine, fake_clip, fake_ms
 
 from voiceflex.errors import EngineError, MissingComponentError, UsageError
 from voiceflex.routine.model import VoiceSettings

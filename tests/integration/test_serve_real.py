@@ -17,7 +17,7 @@ from mutagen.id3 import ID3
 
 from voiceflex import files
 
-from serving import BROKEN, chromium, request, wait_for, write_routine
+from helpers.serving import BROKEN, chromium, request, wait_for, write_routine
 
 pytestmark = pytest.mark.integration
 ROOT = Path(__file__).resolve().parents[2]
