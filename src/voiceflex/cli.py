@@ -147,6 +147,7 @@ def _validate(args: argparse.Namespace) -> int:
             print(f"voiceflex: {exc}", file=sys.stderr)
             status = max(status, exc.exit_code)
         else:
+            _warn_all(timeline)
             cues = sum(e.kind == "speech" for e in timeline.events)
             print(f"{ref}: ok ({len(timeline.chapters)} chapters, {cues} spoken cues)")
     return status
@@ -159,6 +160,7 @@ def _plan(args: argparse.Namespace) -> int:
     with _voice_progress("Rendering voice cues") as progress:
         plan = pipeline.plan(args.routine, on_voice_progress=progress)
     timeline = plan.timeline
+    _warn_all(timeline)
     if args.json:
         json.dump(timeline.to_json(), sys.stdout, indent=2, ensure_ascii=False)
         sys.stdout.write("\n")
@@ -188,7 +190,8 @@ def _export(args: argparse.Namespace) -> int:
         with _voice_progress("Rendering voice cues") as voice_progress, \
                 _voice_progress(f"Exporting {ref}") as progress:
             path = pipeline.export(ref, Path(args.output), fmt=args.format, bitrate=args.bitrate,
-                                   split=args.split, on_voice_progress=voice_progress, on_progress=progress)
+                                   split=args.split, on_voice_progress=voice_progress, on_progress=progress,
+                                   on_warning=_warn)
         print(path)
     return EXIT_OK
 
@@ -202,6 +205,7 @@ def _play(args: argparse.Namespace) -> int:
 
     with _voice_progress("Rendering voice cues") as progress:
         plan = pipeline.plan(args.routine, on_voice_progress=progress)
+    _warn_all(plan.timeline)
     chapter = player.find_chapter(plan.timeline, args.start) if args.start is not None else 0
     # Rendered while it plays: the device starts on the first seconds.
     track = player.TrackRender(plan)
@@ -233,6 +237,7 @@ def _check(args: argparse.Namespace) -> int:
 
     with _voice_progress("Rendering voice cues") as progress:
         plan = pipeline.plan(args.routine, on_voice_progress=progress)
+    _warn_all(plan.timeline)
     with _voice_progress("Listening to the cues") as progress:
         report = check.check(plan, args.audio, on_progress=progress)
     if args.json:
@@ -250,6 +255,16 @@ def _check(args: argparse.Namespace) -> int:
         print()
         print(f"{report.audio or 'rendered'}: {report.summary()}")
     return EXIT_OK if report.passed else EXIT_FAILURE
+
+
+def _warn(warning) -> None:
+    """A routine warning on stderr, located like an error: `FILE:LINE:COL: warning: ...`."""
+    print(f"{warning.location}: warning: {warning.message}", file=sys.stderr)
+
+
+def _warn_all(timeline) -> None:
+    for warning in timeline.warnings:
+        _warn(warning)
 
 
 def _measured(value: float | int | None, unit: str) -> str:

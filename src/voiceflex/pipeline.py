@@ -144,8 +144,12 @@ def render(plan: Plan, *, fmt: str = "wav", bitrate: str = "64k",
 
 
 def export(ref: str, out_dir: Path, *, fmt: str = "mp3", bitrate: str = "64k", split: bool = False,
-           on_voice_progress: Progress | None = None, on_progress: Progress | None = None) -> Path:
-    """Render a routine into `out_dir/<name>.<fmt>` (or, split, a folder of chapters and a playlist)."""
+           on_voice_progress: Progress | None = None, on_progress: Progress | None = None,
+           on_warning: Callable[[Diagnostic], None] | None = None) -> Path:
+    """Render a routine into `out_dir/<name>.<fmt>` (or, split, a folder of chapters and a playlist).
+
+    `on_warning` gets each of the routine's warnings (Timeline.warnings) once it is planned.
+    """
     from voiceflex import export as sink
     from voiceflex.export.encoder import check_format, parse_bitrate
 
@@ -153,6 +157,8 @@ def export(ref: str, out_dir: Path, *, fmt: str = "mp3", bitrate: str = "64k", s
     if fmt == "mp3":
         parse_bitrate(bitrate)  # a bad argument is reported before any work
     planned = plan(ref, on_voice_progress=on_voice_progress)
+    for warning in planned.timeline.warnings if on_warning is not None else ():
+        on_warning(warning)
     name = _file_stem(ref)
     track = Track(planned, fmt=fmt, bitrate=bitrate)
     try:

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import re
-import unicodedata
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -11,7 +9,8 @@ from pathlib import Path
 import numpy as np
 
 from voiceflex.errors import MissingComponentError
-from voiceflex.timeline import Event, number_words
+from voiceflex.spoken import normalise, words
+from voiceflex.timeline import Event
 
 # pocketsphinx's en-us model listens at 16 kHz, 100 frames a second.
 RATE_16K = 16_000
@@ -114,12 +113,9 @@ class CueResult:
 
 # ---- text -> the words the recogniser should hear ------------------------------------
 
-_ORDINAL_ENDINGS = {"one": "first", "two": "second", "three": "third", "five": "fifth",
-                    "eight": "eighth", "nine": "ninth", "twelve": "twelfth"}
-# Punctuation espeak does not speak; anything else (+ / = @ ...) it may read
+# Punctuation engines do not speak; anything else (/ = @ ...) they may read
 # aloud in a way we cannot know, so such a cue is left unchecked.
-_SILENT = set(".,;:!?\"'()[]-–—…")
-_MAX_NUMBER = 999_999  # number_words' range
+_SILENT = set(".,;:!?\"'()[]-–—…’‘")
 
 
 class Unspeakable(ValueError):
@@ -127,52 +123,17 @@ class Unspeakable(ValueError):
 
 
 def spoken_words(text: str) -> list[str]:
-    """The words espeak speaks for `text`, lowercase: "Round 1 of 2." -> [round, one, of, two].
+    """The words an engine speaks for `text`, lowercase: "Round 1 of 2." -> [round, one, of, two].
 
-    Digits are spelled out the way espeak reads them (1,000 -> one thousand;
-    1.5 -> one point five; 2nd -> second; 50% -> fifty percent; & -> and).
-    Raises Unspeakable for symbols or digit-letter mixes ("3x") whose reading
+    The engine is given `spoken.normalise(text)` (numbers already words);
+    raises Unspeakable for symbols or digit-letter mixes ("3x") whose reading
     is not known.
     """
-    text = unicodedata.normalize("NFKD", text)
-    text = "".join(c for c in text if not unicodedata.combining(c))
-    text = text.replace("\u2019", "'").replace("\u2018", "'").replace("&", " and ").replace("%", " percent ")
-    text = re.sub(r"(?<=\d),(?=\d{3}\b)", "", text)
-    text = re.sub(r"\b(\d+)\.(\d+)\b", lambda m: f"{_number(m.group(1))} point "
-                  + " ".join(number_words(int(d)) for d in m.group(2)), text)
-    text = re.sub(r"\b(\d+)(st|nd|rd|th)\b", lambda m: _ordinal(m.group(1)), text, flags=re.I)
-    text = re.sub(r"\b\d+\b", lambda m: _number(m.group()), text)
-    words = []
-    for token in text.lower().split():
-        for part in token.replace("-", " ").replace("–", " ").replace("—", " ").split():
-            core = "".join(c for c in part if c not in _SILENT or c == "'").strip("'")
-            odd = [c for c in part if not (c.isalnum() or c in _SILENT)]
-            if odd:
-                raise Unspeakable(f"cannot tell how {odd[0]!r} is spoken")
-            if any(c.isdigit() for c in core):
-                raise Unspeakable(f"cannot tell how {part!r} is spoken")
-            if core:
-                words.append(core)
-    return words
-
-
-def _number(digits: str) -> str:
-    n = int(digits)
-    if n > _MAX_NUMBER:
-        raise Unspeakable(f"cannot tell how {digits} is spoken")
-    return number_words(n)
-
-
-def _ordinal(digits: str) -> str:
-    words = _number(digits).replace("-", " ").split()
-    last = words[-1]
-    if last in _ORDINAL_ENDINGS:
-        last = _ORDINAL_ENDINGS[last]
-    elif last.endswith("y"):
-        last = last[:-1] + "ieth"
-    else:
-        last += "th"
-    return " ".join(words[:-1] + [last])
+    said = normalise(text)
+    odd = [c for c in said if not (c.isalpha() or c.isspace() or c in _SILENT)]
+    if odd:
+        raise Unspeakable(f"cannot tell how {odd[0]!r} is spoken")
+    return words(text)
 
 
 # ---- the recogniser ------------------------------------------------------------------

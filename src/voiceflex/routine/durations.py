@@ -57,3 +57,19 @@ def format_ms(ms: int) -> str:
     hours, rest = divmod(seconds, 3600)
     minutes, seconds = divmod(rest, 60)
     return f"{hours}:{minutes:02d}:{seconds:02d}" if hours else f"{minutes}:{seconds:02d}"
+
+
+def duration_words(ms: int) -> str:
+    """A hold's length as `{duration}` says it: "45 seconds", "2 minutes", "1 minute 30 seconds".
+
+    Whole units from hours down; a part second is kept to the millisecond
+    ("1.5 seconds", "2 minutes 0.25 seconds").  The digits stay: the voice's
+    text normaliser speaks them.
+    """
+    hours, rest = divmod(max(ms, 0), MS_PER_HOUR)
+    minutes, rest = divmod(rest, 60_000)
+    parts = [f"{n} {unit}{'' if n == 1 else 's'}" for n, unit in ((hours, "hour"), (minutes, "minute")) if n]
+    if rest or not parts:
+        seconds = f"{Decimal(rest) / 1000:f}".rstrip("0").rstrip(".") if rest % 1000 else str(rest // 1000)
+        parts.append(f"{seconds} second{'' if seconds == '1' else 's'}")
+    return " ".join(parts)
