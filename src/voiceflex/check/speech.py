@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import bisect
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -258,19 +259,50 @@ def check_cues(
     `pcm16k` is the whole track, int16 at 16 kHz, sample 0 at time 0.
     """
     speech = [e for e in events if e.kind == "speech"]
+    tones = _ToneSpans(events)
     total_ms = len(pcm16k) * 1000 / RATE_16K
     results = []
     for i, event in enumerate(speech):
         before = speech[i - 1].end_ms if i > 0 else None
         after = speech[i + 1].start_ms if i + 1 < len(speech) else None
-        results.append(_check_cue(event, before, after, pcm16k, total_ms, recogniser, seed=i))
+        results.append(_check_cue(event, before, after, pcm16k, total_ms, recogniser, tones, seed=i))
         if on_progress is not None:
             on_progress(i + 1, len(speech))
     return results
 
 
+class _ToneSpans:
+    """The planned tones of a timeline, to be hidden from a cue's decode outside the cue itself.
+
+    A tone in a cue's lead-in (a `done` tone, then "no") is not silence to
+    the decoder: it starts the cue's first word on the tone, up to the whole
+    lead-in early, and a correct render failed as "heard 0.30 s early".
+    The plan says where every tone is, so its samples there are muted before
+    decoding; only outside the cue's own span, so a glide spoken over
+    ("Breathe in" on the inhale glide) and anything misplaced onto the cue
+    are still heard.
+    """
+
+    def __init__(self, events: Sequence[Event]):
+        self.spans = sorted((e.start_ms, e.end_ms) for e in events if e.kind == "tone")
+        self.starts = [a for a, _ in self.spans]
+        self.longest = max((b - a for a, b in self.spans), default=0)
+
+    def muted(self, window: np.ndarray, a: float, event: Event) -> np.ndarray:
+        """`window` (16 kHz, from track time `a` ms) with tones outside `event`'s span set to silence."""
+        b = a + len(window) * 1000 / RATE_16K
+        first = bisect.bisect_left(self.starts, a - self.longest)
+        out = None
+        for start, end in self.spans[first:bisect.bisect_right(self.starts, b)]:
+            for lo, hi in ((max(start, a), min(end, event.start_ms)), (max(start, event.end_ms), min(end, b))):
+                if hi > lo:
+                    out = window.copy() if out is None else out
+                    out[round((lo - a) * RATE_16K / 1000):round((hi - a) * RATE_16K / 1000)] = 0
+        return window if out is None else out
+
+
 def _check_cue(event: Event, prev_end: int | None, next_start: int | None, pcm16k: np.ndarray,
-               total_ms: float, recogniser: Recogniser, seed: int) -> CueResult:
+               total_ms: float, recogniser: Recogniser, tones: _ToneSpans, seed: int) -> CueResult:
     text = event.text or ""
     if text in recogniser.unchecked:
         return CueResult("unchecked", recogniser.unchecked[text])
@@ -287,7 +319,7 @@ def _check_cue(event: Event, prev_end: int | None, next_start: int | None, pcm16
         lead = _margin(lead_in, None if prev_end is None else event.start_ms - prev_end)
         a = max(0.0, event.start_ms - lead)
         b = min(total_ms, event.end_ms + tail)
-        window = pcm16k[round(a * RATE_16K / 1000):round(b * RATE_16K / 1000)]
+        window = tones.muted(pcm16k[round(a * RATE_16K / 1000):round(b * RATE_16K / 1000)], a, event)
         without: frozenset[str] = frozenset()
         for _ in range(MAX_SET_ASIDE + 1):
             heard = recogniser.hear(window, a, seed=seed * len(ATTEMPTS) + attempt, without=without)
