@@ -354,7 +354,7 @@ def test_summary_of_a_file_names_its_offset():
 def test_json_shape_matches_docs():
     jsonschema = pytest.importorskip("jsonschema")
     speech_row = Row("speech", 0, 2577, "Hello.", "pass", "recognised, -10 ms", "r.yaml:3:10",
-                     {"heard": "hello", "heard_at_ms": -10})
+                     {"heard": "hello", "heard_at_ms": -10, "transcript": "Hello.", "wer": 0.0})
     tone_row = Row("tone", 3000, 3180, "start", "FAIL", "missing: 880 Hz at -90 dBFS", "r.yaml:4:5",
                    {"freq_hz": 880.0, "level_dbfs": -90.0, "contrast_db": 1.5, "measured_hz": None})
     measures = levels.loudness_measures(-16.0, -1.5, 0) + levels.alignment_measures(0.0, 3500, 3500)
@@ -372,10 +372,11 @@ def test_json_shape_matches_docs():
             "summary": {"type": "string"}, "speech": counts, "tones": counts, "seconds": {"type": "number"},
             "measures": {"type": "array", "items": {
                 "type": "object", "required": ["name", "value", "unit", "verdict", "target"],
-                "properties": {"value": {"type": ["number", "null"]}, "verdict": {"enum": ["pass", "FAIL"]}}}},
+                "properties": {"value": {"type": ["number", "null"]},
+                               "verdict": {"enum": ["pass", "FAIL", "warning", "unchecked"]}}}},
             "events": {"type": "array", "items": {"oneOf": [
                 {"type": "object", "required": ["kind", "start_ms", "end_ms", "text", "verdict", "reason", "source",
-                                                "heard", "heard_at_ms"],
+                                                "heard", "heard_at_ms", "transcript", "wer"],
                  "properties": {"kind": {"const": "speech"}, "verdict": verdict}},
                 {"type": "object", "required": ["kind", "start_ms", "end_ms", "name", "verdict", "reason", "source",
                                                 "freq_hz", "level_dbfs", "contrast_db", "measured_hz"],

@@ -110,6 +110,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("routine", metavar="ROUTINE")
     p.add_argument("--audio", metavar="FILE", help="check this file (e.g. an exported MP3) instead of a fresh render")
     p.add_argument("--json", action="store_true", help="print the report as JSON (docs/check.md)")
+    p.add_argument("--strict", action="store_true",
+                   help="fail when the cues' word error rate is over the documented limit (docs/check.md)")
     p = command("voices", _voices, "list the voices of a speech engine")
     p.add_argument("--engine", default="pyttsx3", choices=["pyttsx3", "espeak-ng"])
     command("schema", _schema, "print the JSON Schema of routine files, for editors")
@@ -239,13 +241,14 @@ def _check(args: argparse.Namespace) -> int:
         plan = pipeline.plan(args.routine, on_voice_progress=progress)
     _warn_all(plan.timeline)
     with _voice_progress("Listening to the cues") as progress:
-        report = check.check(plan, args.audio, on_progress=progress)
+        report = check.check(plan, args.audio, on_progress=progress, strict=args.strict)
     if args.json:
         json.dump(report.to_json(), sys.stdout, indent=2, ensure_ascii=False)
         sys.stdout.write("\n")
     else:
-        _table(["time", "kind", "cue", "verdict", "why"],
-               [(_clock(r.start_ms), r.kind, r.label if r.kind == "speech" else f"[{r.label}]", r.verdict, r.reason)
+        _table(["time", "kind", "cue", "verdict", "why", "wer"],
+               [(_clock(r.start_ms), r.kind, r.label if r.kind == "speech" else f"[{r.label}]", r.verdict, r.reason,
+                 "" if r.details.get("wer") is None else f"{r.details['wer']:.0%}")
                 for r in report.rows])
         for w in report.warnings:
             print(f"warning: {_clock(w.start_ms)} \"{w.label}\": {w.message}")

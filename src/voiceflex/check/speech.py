@@ -259,7 +259,7 @@ def check_cues(
     `pcm16k` is the whole track, int16 at 16 kHz, sample 0 at time 0.
     """
     speech = [e for e in events if e.kind == "speech"]
-    tones = _ToneSpans(events)
+    tones = ToneSpans(events)
     total_ms = len(pcm16k) * 1000 / RATE_16K
     results = []
     for i, event in enumerate(speech):
@@ -271,7 +271,7 @@ def check_cues(
     return results
 
 
-class _ToneSpans:
+class ToneSpans:
     """The planned tones of a timeline, to be hidden from a cue's decode outside the cue itself.
 
     A tone in a cue's lead-in (a `done` tone, then "no") is not silence to
@@ -302,7 +302,7 @@ class _ToneSpans:
 
 
 def _check_cue(event: Event, prev_end: int | None, next_start: int | None, pcm16k: np.ndarray,
-               total_ms: float, recogniser: Recogniser, tones: _ToneSpans, seed: int) -> CueResult:
+               total_ms: float, recogniser: Recogniser, tones: ToneSpans, seed: int) -> CueResult:
     text = event.text or ""
     if text in recogniser.unchecked:
         return CueResult("unchecked", recogniser.unchecked[text])
