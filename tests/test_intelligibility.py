@@ -99,3 +99,20 @@ def test_missing_faster_whisper_names_the_extra(monkeypatch):
         intel.load_whisper()
     assert "faster_whisper is not installed" in str(info.value)
     assert info.value.hint == "pip install 'voiceflex[check]'"
+
+
+def _row_for(cue, transcript):
+    from voiceflex.check import _rows
+    rows, _ = _rows([speech(1000, 1400, "Now.")], [cue], [transcript], [])
+    return rows[0]
+
+
+def test_a_look_alike_on_time_passes_unless_whisper_hears_the_look_alike_too():
+    from voiceflex.check.speech import CueResult
+    grammar_says_no = CueResult("FAIL", 'heard "no" instead', "no", 1020, look_alike=True)
+    row = _row_for(grammar_says_no, intel.Transcript("Now.", 0, 1))
+    assert row.verdict == PASS and "+20 ms" in row.reason and row.details["wer"] == 0.0
+    assert _row_for(grammar_says_no, intel.Transcript("Yeah.", 1, 1)).verdict == PASS
+    assert _row_for(grammar_says_no, intel.Transcript("No.", 1, 1)).verdict == FAIL  # it is "no" there
+    late = CueResult("FAIL", 'heard "no" instead', "no", 1020, look_alike=False)
+    assert _row_for(late, intel.Transcript("Now.", 0, 1)).verdict == FAIL

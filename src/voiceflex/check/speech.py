@@ -110,6 +110,10 @@ class CueResult:
     reason: str
     heard: str | None = None
     onset_ms: int | None = None
+    # Failed only because another whole cue of the grammar fits the slot, on
+    # time and long enough ("now" heard as the routine's "no"): the words are
+    # in doubt, not the timing.
+    look_alike: bool = False
 
 
 # ---- text -> the words the recogniser should hear ------------------------------------
@@ -330,10 +334,12 @@ def _check_cue(event: Event, prev_end: int | None, next_start: int | None, pcm16
                 break
             without |= {heard.words}  # a look-alike that does not fit the audio: set it aside
         if heard.words == expected and _on_time(heard, event) and heard.span_ms >= MIN_SPAN_SHARE * length:
-            return CueResult("pass", _recognised(heard.onset_ms - event.start_ms), heard.words, heard.onset_ms)
+            return CueResult("pass", recognised(heard.onset_ms - event.start_ms), heard.words, heard.onset_ms)
         best = _better(best, heard, expected)
     assert best is not None
-    return CueResult("FAIL", _why(best, event, expected), best.words, best.onset_ms)
+    look_alike = best.complete and best.words != expected and _on_time(best, event) \
+        and best.span_ms >= MIN_SPAN_SHARE * length
+    return CueResult("FAIL", _why(best, event, expected), best.words, best.onset_ms, look_alike)
 
 
 def loudest_dbfs(pcm: np.ndarray, frame_ms: int = SILENCE_FRAME_MS) -> float:
@@ -386,5 +392,5 @@ def _why(heard: Heard, event: Event, expected: str) -> str:
     return "not recognised (nothing heard)"
 
 
-def _recognised(offset_ms: int) -> str:
+def recognised(offset_ms: int) -> str:
     return f"recognised, {offset_ms:+d} ms"
