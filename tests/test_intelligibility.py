@@ -51,6 +51,12 @@ def test_word_errors_count_substitutions_insertions_and_deletions():
     assert intel.word_errors([], ["well"]) == 1
 
 
+def test_contractions_compare_alike():
+    assert intel.compared_words("When you're ready, don't rush.") == intel.compared_words(
+        "When you are ready do not rush") == "when you are ready do not rush".split()
+    assert intel.compared_words("Let's go. It's 3rd.") == "let us go it is third".split()
+
+
 def test_each_window_is_padded_but_never_reaches_a_neighbours_speech_and_tones_are_muted():
     # Each part has its own sample value, so a window shows what it was cut from.
     pcm = np.zeros(5 * RATE, np.int16)

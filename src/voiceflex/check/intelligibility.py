@@ -45,6 +45,28 @@ class Transcript:
         return self.errors / self.words if self.words else float(self.errors > 0)
 
 
+# Contractions said alike either way: the recogniser writes "you're" for
+# "you are" as readily as the other way round, and a listener hears no difference.
+_CONTRACTIONS = {"won't": "will not", "can't": "can not", "cannot": "can not", "let's": "let us",
+                 "it's": "it is", "that's": "that is", "there's": "there is", "what's": "what is"}
+_SUFFIXES = (("n't", " not"), ("'re", " are"), ("'ll", " will"), ("'ve", " have"), ("'m", " am"), ("'d", " would"))
+
+
+def compared_words(text: str) -> list[str]:
+    """The words of `text` as the word error rate compares them: `spoken.words`, contractions expanded."""
+    out = []
+    for w in words(text):
+        if w in _CONTRACTIONS:
+            w = _CONTRACTIONS[w]
+        else:
+            for suffix, full in _SUFFIXES:
+                if w.endswith(suffix) and len(w) > len(suffix):
+                    w = w[: -len(suffix)] + full
+                    break
+        out.extend(w.split())
+    return out
+
+
 def word_errors(reference: Sequence[str], hypothesis: Sequence[str]) -> int:
     """The word-level edit distance between two word lists (Levenshtein)."""
     previous = list(range(len(hypothesis) + 1))
@@ -99,12 +121,12 @@ def transcribe_cues(events: Sequence[Event], pcm16k: np.ndarray, listener: Liste
                                                                                         e.end_ms))
         lo = max(0, lo)
         window = pcm16k[round(lo * RATE_16K / 1000):round(hi * RATE_16K / 1000)]
-        reference = words(e.text or "")
+        reference = compared_words(e.text or "")
         if len(window) == 0:
             out.append(Transcript("", len(reference), len(reference)))
         else:
             heard = listener.transcribe(tones.muted(window, lo, e))
-            out.append(Transcript(heard, word_errors(reference, words(heard)), len(reference)))
+            out.append(Transcript(heard, word_errors(reference, compared_words(heard)), len(reference)))
         if on_progress is not None:
             on_progress(i + 1, len(speech))
     return out
