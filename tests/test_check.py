@@ -86,7 +86,7 @@ def test_cli_without_pocketsphinx_says_how_to_install(monkeypatch, capsys, fake_
     routine = tmp_path / "r.yaml"
     routine.write_text("title: R\nsteps:\n  - say: Hello there.\n  - tone: done\n")
     real_plan = pipeline.plan
-    monkeypatch.setattr(pipeline, "plan", lambda ref, **kw: real_plan(ref, engine=fake_engine, **kw))
+    monkeypatch.setattr(pipeline, "plan", lambda ref, *args, **kw: real_plan(ref, *args, engine=fake_engine, **kw))
     monkeypatch.setitem(sys.modules, "pocketsphinx", None)
     assert main(["check", str(routine)]) == 1
     err = capsys.readouterr().err

@@ -12,10 +12,8 @@ import pytest
 from voiceflex.cli import main
 
 CASES = Path(__file__).parent / "cases"
-# Overlapping speech depends on real speech lengths, which `validate` does not
-# synthesize; test_golden checks that case through `plan`.
-ERROR_CASES = sorted(p for p in (CASES / "errors").glob("*.yaml")
-                     if p.name not in ("include-cycle-part.yaml", "overlap.yaml"))
+# overlap.yaml too: `validate` times speech with real lengths, as `plan` does.
+ERROR_CASES = sorted(p for p in (CASES / "errors").glob("*.yaml") if p.name != "include-cycle-part.yaml")
 
 
 def run(*args: str, **kwargs) -> subprocess.CompletedProcess:
@@ -83,8 +81,13 @@ def test_errors_on_a_terminal_show_the_line_and_a_caret(tmp_path, capsys, monkey
 def test_clock_carries_into_the_minute():
     from voiceflex.cli import _clock
 
-    assert [_clock(ms) for ms in (0, 59_940, 59_960, 61_250, 3_600_000)] == \
-        ["0:00.0", "0:59.9", "1:00.0", "1:01.2", "60:00.0"]
+    # Past an hour h:mm:ss.t, from the same function the plan's header uses.
+    assert [_clock(ms) for ms in (0, 59_940, 59_960, 61_250, 3_599_960, 4_073_700)] == \
+        ["0:00.0", "0:59.9", "1:00.0", "1:01.2", "1:00:00.0", "1:07:53.7"]
+    # Error messages (overlaps) give milliseconds in the same form.
+    from voiceflex.routine.durations import format_clock
+
+    assert [format_clock(ms, 3) for ms in (6_000, 59_999, 4_073_700)] == ["0:06.000", "0:59.999", "1:07:53.700"]
 
 
 def test_a_reader_leaving_early_is_no_error():

@@ -14,7 +14,8 @@ import pytest
 
 from voiceflex import pipeline
 from voiceflex.cli import _print_diagnostics
-from voiceflex.errors import RoutineError
+from voiceflex.config import read_config
+from voiceflex.errors import ConfigError, RoutineError
 
 from spec_invariants import check_plan
 
@@ -51,5 +52,13 @@ def test_timeline(path: Path, fake_engine, in_cases) -> None:
 def test_errors(path: Path, fake_engine, in_cases, capsys) -> None:
     with pytest.raises(RoutineError) as info:
         pipeline.plan(f"errors/{path.name}", engine=fake_engine)
+    _print_diagnostics(info.value, __import__("sys").stdout)
+    _check(capsys.readouterr().out, path.with_suffix(".txt"))
+
+
+@pytest.mark.parametrize("path", sorted((CASES / "config").glob("*.toml")), ids=lambda p: p.stem)
+def test_config_errors(path: Path, in_cases, capsys) -> None:
+    with pytest.raises(ConfigError) as info:
+        read_config(Path("config") / path.name)
     _print_diagnostics(info.value, __import__("sys").stdout)
     _check(capsys.readouterr().out, path.with_suffix(".txt"))

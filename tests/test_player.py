@@ -13,7 +13,6 @@ from voiceflex.errors import DeviceError, Location, UsageError
 from voiceflex.player import (
     Command, KeyDecoder, NoKeys, Player, StatusModel, chapter_line, find_chapter, render_track, rich_view,
 )
-from voiceflex.player import engine
 from voiceflex.player.simpleaudio_backend import SimpleaudioBackend
 from voiceflex.timeline import Chapter, Event, Timeline
 
@@ -72,7 +71,9 @@ class FakeBackend:
         assert np.shares_memory(view, self.track)
         return (view.__array_interface__["data"][0] - self.track.__array_interface__["data"][0]) // 2
 
-    def play(self, samples: np.ndarray) -> FakeStream:
+    def play(self, samples: np.ndarray, ready=None) -> FakeStream:
+        if ready is not None:
+            ready(len(samples))  # an ideal device asks for all it will play
         self.streams.append(FakeStream(self, samples))
         return self.streams[-1]
 
@@ -329,8 +330,8 @@ def test_the_rich_view_shows_what_matters():
     console = Console(width=100, record=True, file=open("/dev/null", "w"))
     console.print(rich_view(model.at(int(5.2 * RATE), state="paused"), keys=True))
     text = console.export_text()
-    for expected in ("Test", "paused", "2/3", "Part 2", "0:02 left", "Cue 2b", "Cue 3a", "in 0:03",
-                     "Part 3", "0:05 / 1:18", "space"):
+    for expected in ("Test", "paused", "chapter 2 of 3", "Part 2", "CHAPTER 0:03 left", "Cue 2b", "Cue 3a",
+                     "in 0:03", "Part 3", "track 0:05 / 1:18", "space"):
         assert expected in text, (expected, text)
 
 
@@ -500,22 +501,17 @@ def test_track_render_hands_its_failure_to_whoever_waits(tmp_path, fake_engine, 
         render.ready(render.total)
 
 
-def test_player_waits_for_samples_before_playing_and_halting():
+def test_player_hands_the_backend_readiness_in_track_samples():
     player, backend, clock = make_player((4, 4, 4))
     asked = []
     player._ready = asked.append
     player.start(0)
-    assert asked[-1] >= int(engine.AHEAD_S * RATE)  # the stream starts on rendered samples
-    clock.sleep(1.0)
-    player.toggle()  # an exact pause silences samples ahead of the device: they must be final
-    assert asked[-1] >= S + int(engine.AHEAD_S * RATE)
+    assert asked[-1] == player.total  # the fake backend asks for all it will play
     player.seek(6 * S)
-    assert asked[-1] >= 6 * S + int(engine.AHEAD_S * RATE) or player.paused
-    player.toggle()
-    assert asked[-1] >= 6 * S + int(engine.AHEAD_S * RATE)
-    count = len(asked)
-    player.stop()  # a quit does not wait
-    assert len(asked) == count
+    assert asked[-1] == player.total  # counted from the track's start, not the stream's
+    asked.clear()
+    player.stop()  # a quit waits for nothing
+    assert asked == []
 
 
 def test_play_command_with_a_fake_device(tmp_path, fake_engine, monkeypatch, capsys):

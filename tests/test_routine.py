@@ -181,3 +181,15 @@ def test_yaml_examples_in_the_docs_are_valid(name, text, tmp_path):
     from voiceflex import pipeline
 
     pipeline.validate(str(f))  # raises RoutineError with the located problem
+
+
+def test_built_in_tones_are_a_fourth_apart_and_no_octave_of_another():
+    from voiceflex.routine.model import DEFAULT_TONES, GLIDES
+
+    pitches = sorted(spec.freq for name, spec in DEFAULT_TONES.items() if name not in GLIDES)
+    assert len(pitches) == 5
+    assert all(high / low >= 4 / 3 - 1e-3 for low, high in zip(pitches, pitches[1:]))
+    # A tone's second harmonic must not land within a semitone of another tone.
+    for low in pitches:
+        for high in pitches:
+            assert not 2 ** (-1 / 12) <= high / (2 * low) <= 2 ** (1 / 12), (low, high)

@@ -10,6 +10,7 @@ from contextlib import contextmanager
 from typing import Iterator
 
 from voiceflex import __version__
+from voiceflex import cli_options as options
 from voiceflex.errors import (
     EXIT_BAD_INPUT, EXIT_FAILURE, EXIT_OK, MissingComponentError, RoutineError, VoiceflexError,
 )
@@ -87,22 +88,30 @@ def _parser() -> argparse.ArgumentParser:
 
     command("list", _list, "list the built-in routines")
     p = command("validate", _validate, "check routine files and print every error")
-    p.add_argument("routines", nargs="+", metavar="ROUTINE")
+    p.add_argument("routines", nargs="+", metavar="ROUTINE", help="a routine, or a folder: its *.yaml and *.yml files")
+    p.add_argument("--no-voice", action="store_true",
+                   help="check the structure only, without timing the speech (synthesizes nothing)")
+    p.epilog = ("validate times every cue with its real spoken length, as plan and export do: cues not yet "
+                "in the voice cache are synthesized, so overlapping speech and unknown voices are found too")
+    options.voice_options(p)
     p = command("plan", _plan, "show the timeline of a routine")
     p.add_argument("routine", metavar="ROUTINE")
+    options.voice_options(p)
     p.add_argument("--json", action="store_true", help="print the plan as JSON (SPEC section 4)")
     p = command("export", _export, "render a routine to an MP3 (or WAV) file with chapters")
     p.add_argument("routine", metavar="ROUTINE", nargs="?")
-    p.add_argument("-o", "--output", metavar="DIR", default="audio", help="folder to write to (default: audio/)")
+    p.add_argument("-o", "--output", metavar="DIR", help="folder to write to (default: audio/, or `output` in the config)")
     p.add_argument("--format", choices=["mp3", "wav"], default="mp3")
-    p.add_argument("--bitrate", default="64k", help="MP3 bitrate, 32k to 160k (default: 64k)")
+    p.add_argument("--bitrate", type=options.short_text, help="MP3 bitrate, 32k to 160k (default: 64k, or `bitrate` in the config)")
     p.add_argument("--split", action="store_true",
                    help="one file per chapter in a folder DIR/<name>/, with an .m3u8 playlist")
     p.add_argument("--all", action="store_true", help="export every built-in routine")
+    options.voice_options(p)
     p = command("play", _play, "play a routine live through the default sound output")
     p.add_argument("routine", metavar="ROUTINE")
     p.add_argument("--from", dest="start", metavar="CHAPTER",
                    help="start at this chapter: its number (from 1) or its title, or the start of it")
+    options.voice_options(p)
     p.epilog = ("keys, when standard input is a terminal: space pauses and resumes, n or right arrow "
                 "skips to the next chapter, p or left arrow goes back to the chapter's start (twice: "
                 "the chapter before), q quits; Ctrl-C stops too (exit status 130)")
@@ -112,9 +121,17 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print the report as JSON (docs/check.md)")
     p.add_argument("--strict", action="store_true",
                    help="fail when the cues' word error rate is over the documented limit (docs/check.md)")
+    options.voice_options(p)
     p = command("voices", _voices, "list the voices of a speech engine")
-    p.add_argument("--engine", default="pyttsx3", choices=["pyttsx3", "espeak-ng"])
+    p.add_argument("--engine", type=options.engine_name, help="the engine (default: pyttsx3, or `engine` in the config)")
+    p.add_argument("--language", metavar="LANG", type=options.short_text,
+                   help="only voices for this language, e.g. en or en-gb; the default voice for it is marked")
     command("schema", _schema, "print the JSON Schema of routine files, for editors")
+    p = command("config", _config, "show the settings a command would use, and where each comes from")
+    p.add_argument("routine", metavar="ROUTINE", nargs="?", help="also take this routine's voice into account")
+    options.voice_options(p)
+    p.epilog = ("settings are read from the config file (VOICEFLEX_CONFIG_DIR/config.toml if that is set); "
+                "the command line wins over the routine, the routine over the config file, that over the defaults")
     return parser
 
 
@@ -127,9 +144,10 @@ def _list(args: argparse.Namespace) -> int:
     from voiceflex.routine.durations import format_ms
 
     rows = []
+    settings = options.settings(args)  # the lengths the config's voice gives
     with _voice_progress("Preparing voice cues") as progress:
         for name in builtin_names():
-            plan = pipeline.plan(name, on_voice_progress=progress)
+            plan = pipeline.plan(name, settings, on_voice_progress=progress)
             rows.append((name, plan.routine.title, format_ms(plan.timeline.duration_ms)))
     _table(["name", "title", "length"], rows)
     return EXIT_OK
@@ -138,10 +156,12 @@ def _list(args: argparse.Namespace) -> int:
 def _validate(args: argparse.Namespace) -> int:
     from voiceflex import pipeline
 
+    settings = options.settings(args)
     status = EXIT_OK
-    for ref in args.routines:
+    for ref in options.routine_files(args.routines):
         try:
-            timeline = pipeline.validate(ref)
+            with _voice_progress(f"Timing the cues of {ref}") as progress:
+                timeline = pipeline.validate(ref, settings, speech=not args.no_voice, on_voice_progress=progress)
         except RoutineError as exc:
             _print_diagnostics(exc, sys.stdout)
             status = EXIT_BAD_INPUT
@@ -151,16 +171,15 @@ def _validate(args: argparse.Namespace) -> int:
         else:
             _warn_all(timeline)
             cues = sum(e.kind == "speech" for e in timeline.events)
-            print(f"{ref}: ok ({len(timeline.chapters)} chapters, {cues} spoken cues)")
+            print(f"{ref}: ok ({_count(len(timeline.chapters), 'chapter')}, {_count(cues, 'spoken cue')})")
     return status
 
 
 def _plan(args: argparse.Namespace) -> int:
     from voiceflex import pipeline
-    from voiceflex.routine.durations import format_ms
 
     with _voice_progress("Rendering voice cues") as progress:
-        plan = pipeline.plan(args.routine, on_voice_progress=progress)
+        plan = pipeline.plan(args.routine, options.settings(args), on_voice_progress=progress)
     timeline = plan.timeline
     _warn_all(timeline)
     if args.json:
@@ -171,7 +190,7 @@ def _plan(args: argparse.Namespace) -> int:
     for e in timeline.events:
         what = e.text if e.kind == "speech" else f"[{e.name}]"
         rows.append((_clock(e.start_ms), _clock(e.end_ms), str(e.chapter + 1), e.kind, what))
-    print(f"{timeline.title}: {format_ms(timeline.duration_ms)}, {len(timeline.chapters)} chapters")
+    print(f"{timeline.title}: {_clock(timeline.duration_ms)}, {_count(len(timeline.chapters), 'chapter')}")
     _table(["#", "chapter", "start", "end"],
            [(str(i + 1), c.title, _clock(c.start_ms), _clock(c.end_ms)) for i, c in enumerate(timeline.chapters)])
     print()
@@ -188,11 +207,21 @@ def _export(args: argparse.Namespace) -> int:
 
     if args.all == (args.routine is not None):
         raise UsageError("give one ROUTINE, or --all for every built-in routine")
+    if args.bitrate is not None and args.format == "wav":
+        raise UsageError("--bitrate is for MP3 files; a WAV file has none", hint="leave out --bitrate, or use --format mp3")
+    settings = options.settings(args)
+    output = settings.choice("output")
+    # The folder, or the nearest part of it that exists, must be a folder: a file there is the user's.
+    existing = next((p for p in (Path(output.value), *Path(output.value).parents) if os.path.lexists(p)), None)
+    if existing is not None and not existing.is_dir():
+        where = "-o" if output.source == "cli" else f"`output` ({settings.describe(output)})"
+        raise UsageError(f"{where} names the file {existing}, not a folder",
+                         hint="give the folder to write to: the file is named after the routine")
     for ref in builtin_names() if args.all else [args.routine]:
         with _voice_progress("Rendering voice cues") as voice_progress, \
                 _voice_progress(f"Exporting {ref}") as progress:
-            path = pipeline.export(ref, Path(args.output), fmt=args.format, bitrate=args.bitrate,
-                                   split=args.split, on_voice_progress=voice_progress, on_progress=progress,
+            path = pipeline.export(ref, settings=settings, fmt=args.format, split=args.split,
+                                   on_voice_progress=voice_progress, on_progress=progress,
                                    on_warning=_warn)
         print(path)
     return EXIT_OK
@@ -206,7 +235,7 @@ def _play(args: argparse.Namespace) -> int:
     from voiceflex.errors import DeviceError
 
     with _voice_progress("Rendering voice cues") as progress:
-        plan = pipeline.plan(args.routine, on_voice_progress=progress)
+        plan = pipeline.plan(args.routine, options.settings(args), on_voice_progress=progress)
     _warn_all(plan.timeline)
     chapter = player.find_chapter(plan.timeline, args.start) if args.start is not None else 0
     # Rendered while it plays: the device starts on the first seconds.
@@ -238,7 +267,7 @@ def _check(args: argparse.Namespace) -> int:
     from voiceflex import check, pipeline
 
     with _voice_progress("Rendering voice cues") as progress:
-        plan = pipeline.plan(args.routine, on_voice_progress=progress)
+        plan = pipeline.plan(args.routine, options.settings(args), on_voice_progress=progress)
     _warn_all(plan.timeline)
     with _voice_progress("Listening to the cues") as progress:
         report = check.check(plan, args.audio, on_progress=progress, strict=args.strict)
@@ -278,9 +307,46 @@ def _measured(value: float | int | None, unit: str) -> str:
 
 def _voices(args: argparse.Namespace) -> int:
     from voiceflex import voice
+    from voiceflex.errors import UnknownVoiceError
+    from voiceflex.routine.model import VoiceSettings
 
-    voices = voice.list_voices(args.engine)
-    _table(["id", "name", "languages"], [(v.id, v.name, ", ".join(v.languages)) for v in voices])
+    settings = options.settings(args)
+    engine = settings.choice("engine").value
+    language = args.language or "en-us"
+    voices = voice.list_voices(engine)
+    try:  # the voice a routine in `language` with no `voice:` of its own gets
+        default = voice.resolve_voice(voices, settings.voice_for(VoiceSettings(language=language)), engine)
+    except UnknownVoiceError:
+        default = None
+    if args.language:
+        voices = [v for v in voices if v.speaks(language)]
+        if not voices:
+            raise UnknownVoiceError(f'{engine} has no voice for language "{language}"',
+                                    hint=f"`voiceflex voices --engine {engine}` lists them all")
+    _table(["id", "name", "languages", "default"],
+           [(v.id, v.name, ", ".join(v.languages), f"default for {language}" if v.id == default else "")
+            for v in voices])
+    return EXIT_OK
+
+
+def _config(args: argparse.Namespace) -> int:
+    from voiceflex import config, pipeline, routine
+
+    settings = options.settings(args)
+    loaded = routine.load(args.routine) if args.routine else None
+    routine_voice = loaded.voice if loaded else None
+    choices = settings.voice_choices(routine_voice)
+    wanted, voice_id = pipeline.chosen_voice(routine_voice, settings)  # an unknown voice fails as in `plan`
+    rows = []
+    for key in config.KEYS:
+        chosen = choices.get(key) or settings.choice(key)
+        value = "none" if chosen.value is None else str(chosen.value)
+        if key == "voice":
+            value = voice_id if chosen.value is not None else f"{voice_id} (for {wanted.language})"
+        rows.append((key, value, settings.describe(chosen, loaded.file if loaded else None)))
+    found = settings.path is not None and settings.path.is_file()
+    print(f"config file: {settings.path}" + ("" if found else " (none there)"))
+    _table(["setting", "value", "from"], rows)
     return EXIT_OK
 
 
@@ -296,9 +362,13 @@ def _schema(args: argparse.Namespace) -> int:
 
 
 def _clock(ms: int) -> str:
-    # Round to tenths before splitting, so 59.96 s reads 1:00.0, not 0:60.0.
-    minutes, tenths = divmod(round(ms / 100), 600)
-    return f"{minutes}:{tenths / 10:04.1f}"
+    from voiceflex.routine.durations import format_clock
+
+    return format_clock(ms)
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
 
 
 def _print_diagnostics(exc: RoutineError, stream) -> None:
@@ -342,8 +412,9 @@ def _table(headers: list[str], rows: list[tuple[str, ...]]) -> None:
 
 @contextmanager
 def _play_view(timeline, *, keys: bool) -> Iterator:
-    """The player's display: live on a terminal (~10 updates a second), else one line per chapter as it starts."""
-    from voiceflex.player import StatusModel, chapter_line, rich_view
+    """The player's display: big digits on a terminal, the status line alone on a narrow or dumb one,
+    else one line per chapter as it starts (docs/play.md)."""
+    from voiceflex.player import MIN_COLUMNS, StatusModel, chapter_line, rich_view, status_line
 
     model = StatusModel(timeline)
 
@@ -356,7 +427,25 @@ def _play_view(timeline, *, keys: bool) -> Iterator:
         from rich.console import Console
         from rich.live import Live
 
-        with Live(console=Console(), auto_refresh=False) as live:
+        console = Console()
+        if os.environ.get("TERM") == "dumb" or console.width < MIN_COLUMNS:
+            # No cursor movement: the line is rewritten in place with a carriage return.
+            shown = [""]
+
+            def show_line(session, how: str | None = None) -> None:
+                line = status_line(status(session, how))[:max(console.width - 1, 1)]
+                if line != shown[0]:
+                    sys.stdout.write("\r" + line.ljust(len(shown[0])))
+                    sys.stdout.flush()
+                    shown[0] = line
+
+            try:
+                yield show_line
+            finally:
+                sys.stdout.write("\n")
+            return
+
+        with Live(console=console, auto_refresh=False) as live:
             def show(session, how: str | None = None) -> None:
                 live.update(rich_view(status(session, how), keys=keys), refresh=True)
 

@@ -70,6 +70,10 @@ class RoutineError(VoiceflexError):
         super().__init__(str(first) + (f" (and {more} more)" if more else ""))
 
 
+class ConfigError(RoutineError):
+    """The user's config file (voiceflex/config.toml) is not valid; carries every problem found."""
+
+
 class MissingComponentError(VoiceflexError):
     """A system program or library voiceflex needs is not installed."""
 

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable, Iterator
 
-from voiceflex.errors import Diagnostic, EngineError, RoutineError, UnknownVoiceError
+from voiceflex.config import Settings
+from voiceflex.errors import Diagnostic, EngineError, RoutineError, UnknownVoiceError, VoiceflexError
 from voiceflex.routine import read
-from voiceflex.routine.model import Routine
+from voiceflex.routine.model import Routine, VoiceSettings
 from voiceflex.timeline import Timeline, compile_routine, speech_texts
 
 if TYPE_CHECKING:
@@ -27,17 +28,25 @@ class Plan:
     clips: dict  # text -> voice.Clip
 
 
-def validate(ref: str) -> Timeline:
-    """Check a routine without synthesizing speech; raises RoutineError with every problem.
+def validate(ref: str, settings: Settings | None = None, *, speech: bool = False, engine=None,
+             on_voice_progress: Progress | None = None) -> Timeline:
+    """Check a routine; raises RoutineError with every problem.
 
-    Speech lengths are not known here, so overlapping speech is left to `plan`.
+    Without `speech` only the structure is checked.  With it, the cues are
+    also timed by their real spoken lengths (cached, else synthesized now) in
+    the voice `settings` choose, so what `plan` would refuse (overlapping
+    speech, an unknown voice or language) is found here too.  Structural
+    problems are reported before anything is synthesized.
     """
-    return _checked(ref)[1]
+    if speech:
+        return plan(ref, settings, engine=engine, on_voice_progress=on_voice_progress).timeline
+    return _checked(ref, settings)[1]
 
 
-def _checked(ref: str) -> tuple[Routine, Timeline]:
-    """The routine and its structure (every cue, speech not yet timed), or every problem."""
+def _checked(ref: str, settings: Settings | None) -> tuple[Routine, Timeline]:
+    """The routine, its voice as `settings` choose, and its structure (speech not yet timed), or every problem."""
     routine, problems = read(ref)
+    routine = replace(routine, voice=(settings or Settings()).voice_for(routine.voice))
     try:
         structure = compile_routine(routine)
     except RoutineError as exc:
@@ -47,18 +56,21 @@ def _checked(ref: str) -> tuple[Routine, Timeline]:
     return routine, structure
 
 
-def plan(ref: str, *, engine=None, on_voice_progress: Progress | None = None) -> Plan:
-    """Load and compile a routine with real speech lengths, rendering cues not yet cached."""
+def plan(ref: str, settings: Settings | None = None, *, engine=None,
+         on_voice_progress: Progress | None = None) -> Plan:
+    """Load and compile a routine with real speech lengths, rendering cues not yet cached.
+
+    `settings` are the command line's and config file's choices (default:
+    the routine's own voice); `engine` replaces the engine they name (tests).
+    """
     from voiceflex import voice
 
-    routine, structure = _checked(ref)
+    routine, structure = _checked(ref, settings)
     try:
         clips = voice.synthesize(speech_texts(structure), routine.voice, engine=engine,
                                  on_progress=on_voice_progress)
     except UnknownVoiceError as exc:
-        if routine.voice.location is None:
-            raise
-        raise RoutineError([Diagnostic(routine.voice.location, f"{exc}; `voiceflex voices` lists them")]) from None
+        raise _located(exc, routine.voice) from None
     except EngineError as exc:
         # Say where the cue that could not be spoken is: its first line in the routine.
         where = next((e.source for e in structure.events if e.kind == "speech" and e.text == exc.cue), None)
@@ -67,6 +79,25 @@ def plan(ref: str, *, engine=None, on_voice_progress: Progress | None = None) ->
         raise EngineError(f"{where}: {exc}", hint=exc.hint, cue=exc.cue) from None
     timeline = compile_routine(routine, lambda text: clips[text].ms)
     return Plan(routine, timeline, clips)
+
+
+def chosen_voice(routine_voice: VoiceSettings | None, settings: Settings | None = None) -> tuple[VoiceSettings, str]:
+    """The voice settings a routine's `voice:` (None: a routine with none) come to, and the voice id they pick."""
+    from voiceflex import voice
+
+    wanted = (settings or Settings()).voice_for(routine_voice or VoiceSettings())
+    engine = voice.get_engine(wanted.engine)
+    try:
+        return wanted, voice.resolve_voice(engine.voices(), wanted, engine.name)
+    except UnknownVoiceError as exc:
+        raise _located(exc, wanted) from None
+
+
+def _located(exc: UnknownVoiceError, chosen: VoiceSettings) -> VoiceflexError:
+    """An unknown voice at the line that chose it (routine or config file); a usage error if it was --voice."""
+    if chosen.location is None:
+        return exc
+    return RoutineError([Diagnostic(chosen.location, f"{exc}; `voiceflex voices` lists them")])
 
 
 class Track:
@@ -143,20 +174,25 @@ def render(plan: Plan, *, fmt: str = "wav", bitrate: str = "64k",
         track.close()
 
 
-def export(ref: str, out_dir: Path, *, fmt: str = "mp3", bitrate: str = "64k", split: bool = False,
-           on_voice_progress: Progress | None = None, on_progress: Progress | None = None,
+def export(ref: str, out_dir: Path | None = None, settings: Settings | None = None, *, fmt: str = "mp3",
+           split: bool = False, on_voice_progress: Progress | None = None,
+           on_progress: Progress | None = None,
            on_warning: Callable[[Diagnostic], None] | None = None) -> Path:
     """Render a routine into `out_dir/<name>.<fmt>` (or, split, a folder of chapters and a playlist).
 
+    `out_dir` defaults to the settings' `output`; MP3s take the settings' `bitrate`.
     `on_warning` gets each of the routine's warnings (Timeline.warnings) once it is planned.
     """
     from voiceflex import export as sink
     from voiceflex.export.encoder import check_format, parse_bitrate
 
+    settings = settings or Settings()
+    out_dir = settings.output if out_dir is None else out_dir
+    bitrate = settings.bitrate
     fmt = check_format(fmt)
     if fmt == "mp3":
         parse_bitrate(bitrate)  # a bad argument is reported before any work
-    planned = plan(ref, on_voice_progress=on_voice_progress)
+    planned = plan(ref, settings, on_voice_progress=on_voice_progress)
     for warning in planned.timeline.warnings if on_warning is not None else ():
         on_warning(warning)
     name = _file_stem(ref)

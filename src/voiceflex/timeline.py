@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import bisect
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Callable
 
 from voiceflex.errors import Diagnostic, Location, RoutineError
-from voiceflex.routine.durations import MS_PER_HOUR, duration_words
+from voiceflex.routine.durations import MS_PER_HOUR, duration_words, format_clock
 from voiceflex.routine.loader import PLACEHOLDER_PATTERN
 from voiceflex.routine.model import (
     Breathe, Hold, Include, Pause, PlayTone, Repeat, Routine, Say, Sides, Step, Text,
@@ -52,6 +53,23 @@ class Chapter:
 
 
 @dataclass(frozen=True)
+class Span:
+    """A timed phase the listener is in: a hold, a rest or one phase of a breath (for the player's screen).
+
+    `kind` is HOLD, REST, BREATHE IN, BREATHE OUT or HOLD (a held breath,
+    with `cycle`); `side` and `round` say which copy of a `sides` or
+    `repeat` it is in.  Not part of the plan's JSON (SPEC 4).
+    """
+
+    kind: str
+    start_ms: int
+    end_ms: int
+    cycle: tuple[int, int] | None = None
+    side: str | None = None
+    round: tuple[int, int] | None = None
+
+
+@dataclass(frozen=True)
 class Timeline:
     """What a routine sounds like: `plan` prints it, `export` and `play` render it."""
 
@@ -60,7 +78,8 @@ class Timeline:
     chapters: tuple[Chapter, ...]
     events: tuple[Event, ...]
     # What the author may want to fix though it is no error (not part of the plan's JSON).
-    warnings: tuple[Diagnostic, ...] = ()
+    warnings: tuple[Diagnostic, ...] = field(default=(), compare=False)
+    spans: tuple[Span, ...] = field(default=(), compare=False)  # sorted by start; not in to_json
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -121,6 +140,8 @@ class _Compiler:
         self.english = routine.voice.language.lower().startswith("en")
         self.events: list[_Raw] = []
         self.chapters: list[tuple[int, str]] = []
+        self.spans: list[Span] = []
+        self.rests: list[tuple[int, Hold]] = []  # (start, rest) to announce, once the chapters are known
         self.errors: dict[tuple[Location, str], None] = {}
         self.warnings: dict[tuple[Location, str], None] = {}
         self.limit_ms = MAX_HOURS * MS_PER_HOUR
@@ -135,6 +156,7 @@ class _Compiler:
                 if index == 0 and not step.name:
                     self.chapters.append((0, self.routine.title))
                 cursor = self.step(step, cursor, {}, top=True)
+            self.announce(cursor)
         except _Stop:
             pass
         self.check_overlaps()
@@ -226,6 +248,7 @@ class _Compiler:
             # Counted as made by hold(): start tone, say, halfway, countdown, cues, ticks, end tone.
             events = (s.start_tone + (s.say is not None) + (s.halfway is not None) + (s.countdown or 0)
                       + len(s.cues) + (s.ms // 1000 if s.tick else 0) + 1)
+            events += not s.start_tone and self.routine.announce  # "Rest, 10 seconds."
             return s.ms + self.tones["end"].ms, events
         if isinstance(s, Sides):
             ms, ev = self.cost(s.steps)
@@ -279,7 +302,7 @@ class _Compiler:
                     rest = Hold(step.rest_location or step.location, None, step.rest_ms, start_tone=False)
                     cursor = self.hold(rest, cursor, inner)
         elif isinstance(step, Breathe):
-            cursor = self.breathe(step, cursor)
+            cursor = self.breathe(step, cursor, bound)
         elif isinstance(step, Include):
             cursor = self.steps(step.steps, cursor, bound)
         else:  # pragma: no cover
@@ -294,6 +317,9 @@ class _Compiler:
     def hold(self, h: Hold, t0: int, bound: dict[str, Any]) -> int:
         d = h.ms
         inner = {**bound, "seconds": d // 1000, "duration": duration_words(d)}
+        self.span("HOLD" if h.start_tone else "REST", t0, t0 + d, bound)
+        if self.routine.announce and not h.start_tone and h.say is None:
+            self.rests.append((t0, h))
         first = len(self.events)
         say_at = self.tone(t0, "start", h.location) if h.start_tone else t0
         if h.say:
@@ -307,7 +333,10 @@ class _Compiler:
                                   f"{h.countdown} s; this one lasts {d / 1000:g} s")
             else:
                 for k in range(h.countdown, 0, -1):
-                    self.speech(t0 + d - k * 1000, self.number(k), where)
+                    if h.countdown_voice:
+                        self.speech(t0 + d - k * 1000, self.number(k), where)
+                    else:
+                        self.tone(t0 + d - k * 1000, "tick", where)
         for cue in h.cues:
             at = cue.at_ms if cue.at_ms >= 0 else d + cue.at_ms
             if not 0 <= at <= d:
@@ -326,7 +355,30 @@ class _Compiler:
                     self.tone(t, "tick", h.location)
         return self.tone(t0 + d, "end", h.location)
 
-    def breathe(self, b: Breathe, cursor: int) -> int:
+    def announce(self, duration: int) -> None:
+        """`announce: true`: each rest without its own `say` begins "Rest, 10 seconds. Next: TITLE."
+
+        "Next" names the chapter that follows when it starts before any other
+        hold, rest or breath: the rest is the last thing before it.
+        """
+        starts = [start for start, _ in self.chapters]
+        span_starts = sorted(s.start_ms for s in self.spans)
+        for t0, rest in self.rests:
+            end = t0 + rest.ms
+            text = f"Rest, {duration_words(rest.ms)}."
+            i = bisect.bisect_left(starts, end)
+            if i < len(starts) and starts[i] < duration:
+                j = bisect.bisect_left(span_starts, end)
+                if j == len(span_starts) or span_starts[j] >= starts[i]:
+                    text += f" Next: {self.chapters[i][1]}."
+            self.speech(t0, text, rest.location)
+
+    def span(self, kind: str, start: int, end: int, bound: dict[str, Any],
+             cycle: tuple[int, int] | None = None) -> None:
+        rounds = (bound["round"], bound["rounds"]) if "round" in bound else None
+        self.spans.append(Span(kind, start, end, cycle, bound.get("side"), rounds))
+
+    def breathe(self, b: Breathe, cursor: int, bound: dict[str, Any]) -> int:
         cycle = b.in_ms + b.hold_ms + b.out_ms + b.hold_out_ms
         cycles = b.cycles if b.cycles is not None else (b.for_ms or 0) // cycle
         if cycles < 1:
@@ -346,6 +398,7 @@ class _Compiler:
                     self.tone(t, glide, b.location, length)
                 if c < spoken:
                     self.speech(t, words, b.location)
+                self.span(words.upper(), t, t + length, bound, (c + 1, cycles))
                 t += length
         return cursor + cycles * cycle
 
@@ -373,7 +426,8 @@ class _Compiler:
                 index += 1
             events.append(Event(e.kind, e.start, e.end, index, e.source, e.text, e.name, e.freq))
         warnings = tuple(Diagnostic(loc, msg) for loc, msg in self.warnings)
-        return Timeline(self.routine.title, duration, chapters, tuple(events), warnings)
+        spans = tuple(sorted(self.spans, key=lambda s: s.start_ms))
+        return Timeline(self.routine.title, duration, chapters, tuple(events), warnings, spans)
 
 
 def _short(text: str | None, limit: int = 40) -> str:
@@ -382,5 +436,4 @@ def _short(text: str | None, limit: int = 40) -> str:
 
 
 def _clock(ms: int) -> str:
-    minutes, rest = divmod(ms, 60_000)
-    return f"{minutes}:{rest / 1000:06.3f}"
+    return format_clock(ms, decimals=3)  # to the millisecond: overlaps can be that short

@@ -51,3 +51,33 @@ def test_plan_table_is_readable(tmp_path):
     assert lines[0].startswith("Kneeling hip flexor stretch: ")
     assert any("Stretch: right" in line for line in lines)
     assert any(line.split()[-1:] == ["[start]"] for line in lines)
+
+
+ANNOUNCED = """\
+title: Announced
+announce: true
+steps:
+  - name: Stretch
+    hold: 6s
+    countdown: 3
+    countdown_voice: false
+  - rest: 8s
+  - name: Pigeon stretch
+    hold: 4s
+"""
+
+
+def test_announced_rests_and_tick_countdowns_with_the_real_voice(tmp_path):
+    path = tmp_path / "announced.yaml"
+    path.write_text(ANNOUNCED)
+    result = plan("--json", str(path), cache=tmp_path / "cache")
+    assert result.returncode == 0, result.stderr
+    data = json.loads(result.stdout)
+    check_plan(data)
+    speech = [e for e in data["events"] if e["kind"] == "speech"]
+    assert [e["text"] for e in speech] == ["Rest, 8 seconds. Next: Pigeon stretch."]
+    rest_start = data["chapters"][0]["end_ms"] - 8000 - 320  # the rest, then its end tone, end the chapter
+    assert speech[0]["start_ms"] == rest_start and speech[0]["end_ms"] - speech[0]["start_ms"] > 1000
+    ticks = [e["start_ms"] for e in data["events"] if e.get("name") == "tick"]
+    hold_end = next(e["start_ms"] for e in data["events"] if e.get("name") == "end")
+    assert ticks == [hold_end - 3000, hold_end - 2000, hold_end - 1000]

@@ -22,6 +22,7 @@ Facts measured on ffmpeg 5.1 / LAME 3.100 that set the MP3 settings and levels:
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -59,10 +60,12 @@ def parse_bitrate(bitrate: str | int) -> int:
     """'64k' (or 64) as kbit/s; UsageError for anything an MP3 at 22.05 kHz cannot be."""
     text = str(bitrate).strip().lower()
     digits = text[:-1] if text.endswith("k") else text
-    if digits.isdigit() and int(digits) in MP3_BITRATES:
-        return int(digits)
+    # ASCII digits only, and few: str.isdigit() also takes "²" and "①", which int() refuses.
+    kbps = int(digits) if re.fullmatch(r"[0-9]{1,4}", digits) else None
+    if kbps in MP3_BITRATES:
+        return kbps
     choices = ", ".join(f"{b}k" for b in MP3_BITRATES)
-    if digits.isdigit() and int(digits) in _TOO_LOW:
+    if kbps in _TOO_LOW:
         raise UsageError(f"bitrate {bitrate!r} is too low: the MP3 encoder would lift the voice's "
                          "peaks above -1 dBTP", hint=f"use one of {choices} (64k is the default)")
     raise UsageError(f"bitrate {bitrate!r} is not one an MP3 at 22.05 kHz can have",

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 from voiceflex.player.backend import Backend, Stream, default_backend
-from voiceflex.player.display import Status, StatusModel, chapter_line, rich_view
+from voiceflex.player.display import MIN_COLUMNS, Status, StatusModel, chapter_line, rich_view, status_line
 from voiceflex.player.engine import (
     Command, Keys, NoKeys, Outcome, Player, TrackRender, find_chapter, render_track,
 )
 from voiceflex.player.keys import KeyDecoder, terminal_keys
 
 __all__ = [
+    "MIN_COLUMNS",
     "Backend",
     "Command",
     "KeyDecoder",
@@ -26,5 +27,6 @@ __all__ = [
     "find_chapter",
     "render_track",
     "rich_view",
+    "status_line",
     "terminal_keys",
 ]

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Protocol
+import os
+from typing import TYPE_CHECKING, Callable, Protocol
+
+from voiceflex.errors import DeviceError, UsageError
 
 if TYPE_CHECKING:
     import numpy as np
@@ -32,12 +35,45 @@ class Backend(Protocol):
 
     name: str
 
-    def play(self, samples: np.ndarray) -> Stream:
-        """Start playing `samples` (C-contiguous, writable int16); raises DeviceError if it cannot."""
+    def play(self, samples: np.ndarray, ready: Callable[[int], None] | None = None) -> Stream:
+        """Start playing `samples` (C-contiguous, writable int16); raises DeviceError if it cannot.
+
+        `samples` may still be being rendered into: `ready(n)` returns once
+        samples[:n] are final (and raises if they never will be).  The
+        device must get no sample before `ready` vouched for it.
+        """
 
 
-def default_backend() -> Backend:
-    """The backend `voiceflex play` uses; raises DeviceError when it cannot be loaded."""
+BACKENDS = ("sounddevice", "simpleaudio")
+# VOICEFLEX_AUDIO=simpleaudio chooses a backend; by default the first that loads.
+ENV = "VOICEFLEX_AUDIO"
+
+
+def default_backend(choice: str | None = None) -> Backend:
+    """The backend `voiceflex play` uses: `choice` (else $VOICEFLEX_AUDIO), or sounddevice, else simpleaudio.
+
+    sounddevice comes first because it streams while the track renders
+    (sounddevice_backend); simpleaudio must wait for the whole rest of the
+    track before it starts (simpleaudio_backend).  Raises DeviceError when
+    none can be loaded, with every reason.
+    """
+    choice = choice or os.environ.get(ENV) or None
+    if choice is not None and choice not in BACKENDS:
+        raise UsageError(f"{ENV}={choice} is not a sound backend", hint=f"use one of: {', '.join(BACKENDS)}")
+    reasons = []
+    for name in (choice,) if choice else BACKENDS:
+        try:
+            return _load(name)
+        except DeviceError as exc:
+            reasons.append(str(exc).removeprefix("no sound output: "))
+    raise DeviceError("no sound output: " + "; ".join(reasons))
+
+
+def _load(name: str) -> Backend:
+    if name == "sounddevice":
+        from voiceflex.player.sounddevice_backend import SounddeviceBackend
+
+        return SounddeviceBackend()
     from voiceflex.player.simpleaudio_backend import SimpleaudioBackend
 
     return SimpleaudioBackend()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import bisect
 import enum
+import re
 import threading
 import time
 from dataclasses import dataclass
@@ -25,12 +26,6 @@ if TYPE_CHECKING:
 BACK_AGAIN_S = 2.0
 # How often the engine looks at keys, the stream and the display.
 TICK_S = 0.1
-# How much of the track must be rendered past a stream's first sample before
-# it starts, and past the position before a stream is halted: the device is
-# then always reading final samples, and a halt's silencing (the two seconds
-# after its cut, see simpleaudio_backend) never races the renderer.  The
-# renderer makes ~50-100 s of audio per second, so it only pulls ahead.
-AHEAD_S = 5.0
 
 
 class Command(enum.Enum):
@@ -76,17 +71,16 @@ def render_track(plan: Plan) -> np.ndarray:
 class TrackRender:
     """The routine's track, rendered into one int16 buffer by a background thread, first sample first.
 
-    `play` starts the device as soon as the first seconds are in (`ready`)
-    and the rest is rendered into the same buffer while it plays:
-    simpleaudio reads the buffer in place as the device asks for it.  The
-    samples are exactly those of `pipeline.render`, which export writes.
+    `play` starts while the rest is rendered into the same buffer; the
+    backend hands the device a sample only after `ready` said it is final
+    (see backend.Backend.play).  The samples are exactly those of
+    `pipeline.render`, which export writes.
     """
 
     def __init__(self, plan: Plan):
         import numpy as np
 
         self.total = ms_to_samples(plan.timeline.duration_ms)
-        # Zeros, not garbage, if the device were ever to overtake the renderer.
         self.samples = np.zeros(self.total, np.int16)
         self._filled = 0
         self._error: BaseException | None = None
@@ -152,7 +146,8 @@ def find_chapter(timeline: Timeline, wanted: str) -> int:
     """
     chapters = timeline.chapters
     text = wanted.strip()
-    if text.isdigit():
+    # ASCII digits only, and few: str.isdigit() also takes "²" and "①", which int() refuses.
+    if re.fullmatch(r"[0-9]{1,9}", text):
         number = int(text)
         if 1 <= number <= len(chapters):
             return number - 1
@@ -165,7 +160,8 @@ def find_chapter(timeline: Timeline, wanted: str) -> int:
             if folded and title.startswith(folded):
                 return i
     listing = ", ".join(f"{i} {c.title}" for i, c in enumerate(chapters, 1))
-    raise UsageError(f'--from "{wanted}" is not a chapter of this routine',
+    shown = wanted if len(wanted) <= 40 else wanted[:39] + "…"
+    raise UsageError(f'--from "{shown}" is not a chapter of this routine',
                      hint=f"give a number from 1 to {len(chapters)} or a title: {listing}")
 
 
@@ -265,7 +261,7 @@ class Player:
     def stop(self) -> None:
         """Silence now (quit, Ctrl-C); the position is kept as an estimate."""
         if self._stream is not None:
-            self._halt(exact=False, wait=False)
+            self._halt(exact=False)
 
     def apply(self, command: Command) -> bool:
         """Carry out a command; False when it was the last (quit)."""
@@ -336,17 +332,15 @@ class Player:
             self._position = self.total
             self.finished = True
             return
-        self._wait(at + int(AHEAD_S * RATE))
         self._origin = at
         self._position = at
         self.finished = False
-        self._stream = self.backend.play(self.track[at:])
+        # The backend asks for each sample through `ready` before the device
+        # may read it: the device can never pass the renderer.
+        ready = None if self._ready is None else (lambda n, at=at: self._wait(at + n))
+        self._stream = self.backend.play(self.track[at:], ready)
 
-    def _halt(self, *, exact: bool, wait: bool = True) -> None:
-        # A halt silences the samples just ahead of the device and puts them
-        # back afterwards: they must be final by then.  A quit does not wait.
-        if wait:
-            self._wait(self.position() + int(AHEAD_S * RATE))
+    def _halt(self, *, exact: bool) -> None:
         stream, self._stream = self._stream, None
         assert stream is not None
         self._position = min(self._origin + stream.halt(exact=exact), self.total)

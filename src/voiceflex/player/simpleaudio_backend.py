@@ -14,6 +14,13 @@ measured through the ALSA capture of tests/alsa.py:
   a new file that truncates the last one.  So the player plays the whole
   rest of the routine as one buffer and only starts another after a pause or
   a skip, where a gap is what the user asked for.
+- The device reads the buffer as fast as it consumes: an unpaced ALSA file
+  capture took a buffer still being rendered in milliseconds and played
+  silence where the cues came later (correlation 0.19 with the export).
+  So this backend starts only once the whole buffer is final (`ready`):
+  safe at any device speed, at the price of waiting for the render before
+  the first sound (~1 s per minute of routine).  sounddevice_backend
+  streams instead and is the default.
 
 How a stream stops at an exact frame anyway (`halt(exact=True)`): the thread
 reads the buffer as it goes, so silence written ahead of where the device
@@ -131,11 +138,15 @@ class SimpleaudioBackend:
         self._sa = module if module is not None else _load()
         self._clock = clock
         self._sleep = sleep
-        _quiet_alsa()
+        quiet_alsa()
 
-    def play(self, samples: np.ndarray) -> SimpleaudioStream:
+    def play(self, samples: np.ndarray, ready: Callable[[int], None] | None = None) -> SimpleaudioStream:
         if samples.dtype != np.int16 or samples.ndim != 1 or not samples.flags.c_contiguous:
             raise ValueError("simpleaudio plays C-contiguous int16 mono buffers")
+        if ready is not None:
+            # simpleaudio reads the buffer at the device's pace, which may be
+            # any pace: only a finished buffer is safe to hand it.
+            ready(len(samples))
         try:
             obj = self._sa.play_buffer(samples, 1, 2, RATE)
         except Exception as exc:  # SimpleaudioError is not importable by a stable name
@@ -168,7 +179,7 @@ def _describe(exc: Exception) -> str:
 _alsa_handler: Any = None
 
 
-def _quiet_alsa() -> None:
+def quiet_alsa() -> None:
     """Keep libasound's own error messages ("ALSA lib pcm.c:...") off the terminal.
 
     ALSA prints them from C straight to stderr, before simpleaudio raises;

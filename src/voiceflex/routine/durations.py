@@ -73,3 +73,13 @@ def duration_words(ms: int) -> str:
         seconds = f"{Decimal(rest) / 1000:f}".rstrip("0").rstrip(".") if rest % 1000 else str(rest // 1000)
         parts.append(f"{seconds} second{'' if seconds == '1' else 's'}")
     return " ".join(parts)
+
+
+def format_clock(ms: int, decimals: int = 1) -> str:
+    """A time in a table or message: 0:05.0, 12:05.3, and past an hour 1:07:53.7 (`decimals` of a second)."""
+    # Round before splitting, so 59.96 s reads 1:00.0, not 0:60.0.
+    seconds, fraction = divmod(round(max(ms, 0) / 10 ** (3 - decimals)), 10 ** decimals)
+    hours, rest = divmod(seconds, 3600)
+    minutes, seconds = divmod(rest, 60)
+    tail = f".{fraction:0{decimals}d}" if decimals else ""
+    return f"{hours}:{minutes:02d}:{seconds:02d}{tail}" if hours else f"{minutes}:{seconds:02d}{tail}"

@@ -87,7 +87,7 @@ class _Loader:
             return None
         try:
             text = yamlsource.decode(data, display, size=size)
-            return yamlsource.parse(text, display)
+            return yamlsource.parse(text, display, problems=self.diagnostics)
         except RoutineError as exc:
             self.diagnostics.extend(exc.diagnostics)
             return None
@@ -106,11 +106,15 @@ class _Loader:
         tones = self.tones(fields.get("tones"))
         steps = self.steps(fields["steps"], depth=0) if "steps" in fields else ()
         title = self.value(S.TOP["title"], fields.get("title"))
+        announce = self.value(S.TOP["announce"], fields.get("announce")) is True
+        if announce and isinstance(language, str) and not language.lower().startswith("en"):
+            self.error(fields["announce"].location, f"`announce` speaks English words; this routine's "
+                                                    f"language is {language} (write the cues as `say:` instead)")
         return Routine(
             title=title.text if isinstance(title, Text) else "",
             description=self.value(S.TOP["description"], fields.get("description")),
             author=self.value(S.TOP["author"], fields.get("author")),
-            steps=steps, file=display, voice=voice, tones=tones,
+            steps=steps, file=display, voice=voice, tones=tones, announce=announce,
         )
 
     # ---- mappings and values ----------------------------------------------
@@ -201,7 +205,7 @@ class _Loader:
     def voice(self, node: yamlsource.Node | None, language: Any, language_at: Location | None) -> VoiceSettings:
         language = language if isinstance(language, str) and language.strip() else "en-us"
         if node is None:
-            return VoiceSettings(language=language, location=language_at)
+            return VoiceSettings(language=language, location=language_at, language_location=language_at)
         fields = self.mapping(node, S.VOICE_FIELDS, "`voice`") or {}
         got = {k: self.value(S.VOICE_FIELDS[k], n) for k, n in fields.items()}
         got = {k: v for k, v in got.items() if v is not None and v is not _BAD}
@@ -213,6 +217,8 @@ class _Loader:
             gap_ms=got.get("gap", 400),
             language=language,
             location=voice_id.location if isinstance(voice_id, Text) else language_at,
+            given=frozenset(k for k in ("engine", "id", "rate") if k in got),
+            language_location=language_at,
         )
 
     def tones(self, node: yamlsource.Node | None) -> dict[str, ToneSpec]:
@@ -341,6 +347,9 @@ class _Loader:
         fields = S.STEP_KINDS[kind]
         got = {k: self.value(fields[k], n) for k, n in f.items() if k not in ("cues", "name")}
         cues = self.cues(f["cues"]) if "cues" in f else ()
+        if "countdown_voice" in f and "countdown" not in f:
+            self.error(f["countdown_voice"].location, "`countdown_voice` says how a `countdown:` sounds; "
+                                                      "this hold has none (add `countdown: 5`, or remove it)")
         if _BAD in got.values():
             return None
         return Hold(
@@ -349,6 +358,7 @@ class _Loader:
             countdown=got.get("countdown"),
             countdown_location=f["countdown"].location if "countdown" in f else None,
             cues=cues, tick=bool(got.get("tick")),
+            countdown_voice=got.get("countdown_voice") is not False,
         )
 
     def cues(self, node: yamlsource.Node) -> tuple[Cue, ...]:

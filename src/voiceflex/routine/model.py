@@ -29,16 +29,21 @@ class ToneSpec:
         return self.freq_end is not None
 
 
-# Distinct pitches for distinct meanings; all sit under the voice.  The tick
-# lasts 80 ms: a hold of nothing but ticks must still reach -16 LUFS under
-# the peak limit once the tones are raised (levels.py), and a 40 ms tick,
-# mostly its fades, peaked out at -18.1 LUFS.
+# Distinct pitches for distinct meanings, a chain of fourths (4:3) so that
+# two played back to back (a hold's end, then the switch) read as two
+# signals: done G4 < end C5 < switch F5 < start B-flat 5 < tick E-flat 6.
+# No tone sits an octave over another (12 semitones): the tones carry a
+# second harmonic, which would sound, and measure in `check`, as the higher
+# tone.  All sit under the voice.  The tick lasts 80 ms: a hold of nothing
+# but ticks must still reach -16 LUFS under the peak limit once the tones
+# are raised (levels.py), and a 40 ms tick, mostly its fades, peaked out at
+# -18.1 LUFS.
 DEFAULT_TONES: dict[str, ToneSpec] = {
-    "start": ToneSpec(880.0, 180),
-    "end": ToneSpec(660.0, 320),
-    "switch": ToneSpec(740.0, 250),
-    "tick": ToneSpec(1320.0, 80, db=-22.0),
-    "done": ToneSpec(523.25, 700),
+    "start": ToneSpec(932.33, 180),
+    "end": ToneSpec(523.25, 320),
+    "switch": ToneSpec(698.46, 250),
+    "tick": ToneSpec(1244.51, 80, db=-22.0),
+    "done": ToneSpec(392.0, 700),
     "inhale": ToneSpec(330.0, 4000, freq_end=495.0, db=-22.0),
     "exhale": ToneSpec(495.0, 6000, freq_end=330.0, db=-22.0),
 }
@@ -57,6 +62,10 @@ class VoiceSettings:
     # Where the voice is chosen (`voice.id`, else `language`), to point at it
     # when the engine has no such voice.
     location: Location | None = field(default=None, compare=False)
+    # Which of engine, id and rate the routine file itself sets: the command
+    # line and the config file fill in the rest (config.Settings.voice_for).
+    given: frozenset[str] = field(default=frozenset(), compare=False)
+    language_location: Location | None = field(default=None, compare=False)
 
 
 @dataclass(frozen=True)
@@ -102,6 +111,7 @@ class Hold(Step):
     countdown_location: Location | None = None
     cues: tuple[Cue, ...] = ()
     tick: bool = False
+    countdown_voice: bool = True  # False: the countdown is ticks, not numbers
 
 
 @dataclass(frozen=True)
@@ -147,3 +157,4 @@ class Routine:
     author: str | None = None
     voice: VoiceSettings = field(default_factory=VoiceSettings)
     tones: dict[str, ToneSpec] = field(default_factory=lambda: dict(DEFAULT_TONES))
+    announce: bool = False  # speak "Rest, 10 seconds. Next: ..." at each rest

@@ -39,6 +39,8 @@ TOP: dict[str, Field] = {
     "language": Field(STRING, "Language of the cues, e.g. en-us (default)."),
     "voice": Field(VOICE, "Which voice speaks, and how fast."),
     "tones": Field(TONES, "Overrides of the built-in tones, or new tones."),
+    "announce": Field(BOOL, 'Say each rest and what comes next: "Rest, 10 seconds. Next: Stretch: right." '
+                            "(English routines)."),
     "steps": Field(STEPS, "What happens, in order.", required=True),
 }
 
@@ -59,6 +61,7 @@ _HOLD_OPTIONS: dict[str, Field] = {
     "say": Field(TEXT, "Spoken when the hold begins (after the start tone)."),
     "halfway": Field(TEXT, "Spoken at the middle of the hold."),
     "countdown": Field(INT, "Speak the last N seconds: N ... 1.", min=1, max=3600),
+    "countdown_voice": Field(BOOL, "false: count the `countdown` down with tick tones instead of numbers."),
     "cues": Field(CUES, "Timed cues: {at: 10s, say: ...} or {at: -5s, tone: tick}; negative `at` counts from the end."),
     "tick": Field(BOOL, "A soft tick at every whole second where nothing else sounds."),
 }

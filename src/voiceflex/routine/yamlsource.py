@@ -96,18 +96,26 @@ def decode(data: bytes, file: str, size: int = 0) -> str:
     return text
 
 
-def parse(text: str, file: str) -> Node:
-    """Parse one YAML document into marked Nodes, or raise RoutineError."""
+def parse(text: str, file: str, problems: list[Diagnostic] | None = None) -> Node:
+    """Parse one YAML document into marked Nodes, or raise RoutineError.
+
+    Problems that leave the tree usable (a duplicate key: the first value is
+    kept) go to `problems` when given, so the caller can report them with
+    the file's other errors; without it they are raised.
+    """
     builder = _Builder(file)
     try:
         for event in yaml.parse(text, Loader=_Loader):
             builder.feed(event)
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
-        message = exc.problem or exc.context or "invalid YAML"
-        if exc.context and exc.problem:
-            message = f"{exc.problem} ({exc.context})"
-        raise RoutineError([_diag(file, mark, f"YAML syntax error: {message}")]) from None
+        message = hint(text, exc)
+        if message is None:
+            message = exc.problem or exc.context or "invalid YAML"
+            if exc.context and exc.problem:
+                message = f"{exc.problem} ({exc.context})"
+            message = f"YAML syntax error: {message}"
+        raise RoutineError([*builder.problems, _diag(file, mark, message)]) from None
     except yaml.YAMLError as exc:  # reader errors carry a position, not a mark
         position = getattr(exc, "position", 0) or 0
         before = text[:position]
@@ -115,9 +123,49 @@ def parse(text: str, file: str) -> Node:
         column = position - (before.rfind("\n") + 1) + 1
         reason = getattr(exc, "reason", None) or str(exc)
         raise RoutineError([Diagnostic(Location(file, line, column), f"YAML error: {reason}")]) from None
+    except RoutineError as exc:
+        raise RoutineError([*builder.problems, *exc.diagnostics]) from None
     if builder.root is None:
         raise RoutineError([Diagnostic(Location(file, 1, 1), "file is empty; a routine needs `title:` and `steps:`")])
+    if builder.problems:
+        if problems is None:
+            raise RoutineError(builder.problems)
+        problems.extend(builder.problems)
     return builder.root
+
+
+def hint(text: str, exc: yaml.MarkedYAMLError) -> str | None:
+    """What the most common YAML mistakes mean and how to write them, from where the parser stopped."""
+    mark = exc.problem_mark or exc.context_mark
+    lines = text.splitlines()
+    line = lines[mark.line] if mark is not None and mark.line < len(lines) else ""
+    problem = exc.problem or ""
+    before = line[:mark.column] if mark is not None else ""
+    if "cannot start any token" in problem and "\t" in line[:len(line) - len(line.lstrip())]:
+        return "a tab in the indentation: YAML indents with spaces only; replace the tab with spaces"
+    if "mapping values are not allowed" in problem:
+        key, sep, value = before.lstrip().removeprefix("- ").partition(": ")
+        if sep and value.strip():
+            whole = line.lstrip().removeprefix("- ").partition(": ")[2].strip()
+            return (f"the text of `{key}:` has a second `: `, which YAML reads as a new key; "
+                    f'put the text in quotes: {key}: "{_escape(whole)}"')
+        if before.lstrip().startswith("- ") and mark.line > 0:
+            # `- hold: 10s` then `   - say: Two` deeper: the item continues the value above.
+            return ("this `- ` item is indented deeper than the line above, so YAML reads it as part of "
+                    "that line's value; line its `-` up with the other items of the list")
+    if "block collection" in (exc.context or "") and "'-'" in problem and exc.context_mark is not None:
+        return (f"this line is not lined up with the list items above it (their `-` is in column "
+                f"{exc.context_mark.column + 1}); indent every item of a list by the same spaces")
+    key, sep, value = line.lstrip().removeprefix("- ").partition(": ")
+    if sep and value.lstrip()[:1] in ("{", "[") and ("flow" in (exc.context or "") or "expected" in problem):
+        what = "a mapping, even a `{side}` placeholder" if value.lstrip()[0] == "{" else "a list"
+        return (f"a value that starts with `{value.lstrip()[0]}` is read as {what}; "
+                f'put the text in quotes: {key}: "{_escape(value.strip())}"')
+    return None
+
+
+def _escape(text: str) -> str:
+    return text.replace("\\", "\\\\").replace('"', '\\"')
 
 
 def _diag(file: str, mark: Any, message: str) -> Diagnostic:
@@ -136,6 +184,8 @@ class _Builder:
         self.total = 0
         self.documents = 0
         self.aliased = False  # whether the count includes values repeated by aliases
+        self.problems: list[Diagnostic] = []  # reported, but the tree is still usable
+        self.ignored: set[int] = set()  # ids of duplicate key nodes, whose values are dropped
 
     def fail(self, mark: Any, message: str) -> None:
         raise RoutineError([_diag(self.file, mark, message)])
@@ -196,11 +246,15 @@ class _Builder:
             if not isinstance(node.value, str) or node.is_map or node.is_seq:
                 self.fail(mark, "mapping keys must be plain words")
             if node.value in parent.value:
-                self.fail(mark, f"key `{node.value}` appears twice in this mapping")
+                first = parent.value[node.value][0].location
+                self.problems.append(_diag(self.file, mark, f"key `{node.value}` appears twice in this mapping "
+                                                            f"(first on line {first.line}); keep one"))
+                self.ignored.add(id(node))
             pending.append(node)
         else:
             key = pending.pop()
-            parent.value[key.value] = (key, node)
+            if id(key) not in self.ignored:
+                parent.value[key.value] = (key, node)
 
     def scalar(self, event: yaml.ScalarEvent) -> Any:
         text, tag = event.value, event.tag

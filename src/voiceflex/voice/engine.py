@@ -41,6 +41,12 @@ class VoiceInfo:
     name: str
     languages: tuple[str, ...]
 
+    def speaks(self, language: str) -> bool:
+        """Whether this voice is for `language`: "en" takes en-us and en-gb, "en-us" also a plain "en"."""
+        want = language.lower()
+        return any(have == want or have.startswith(want + "-") or want.startswith(have + "-")
+                   for have in (lang.lower() for lang in self.languages))
+
 
 class Engine(Protocol):
     """A text-to-speech engine.

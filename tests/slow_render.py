@@ -1,0 +1,24 @@
+"""Run the voiceflex CLI with a starved renderer: each rendered chunk comes SECONDS late (argv[1]).
+
+For tests of the player's guarantee that the device never passes the
+renderer: `python tests/slow_render.py 0.02 play ROUTINE` plays as a loaded
+machine would render, whatever the device's pace.
+"""
+
+import sys
+import time
+
+from voiceflex import cli, pipeline
+
+delay = float(sys.argv[1])
+real_render = pipeline.render
+
+
+def slow_render(*args, **kwargs):
+    for chunk in real_render(*args, **kwargs):
+        time.sleep(delay)
+        yield chunk
+
+
+pipeline.render = slow_render
+sys.exit(cli.main(sys.argv[2:]))
