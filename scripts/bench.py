@@ -347,6 +347,56 @@ def rss_split(args: list[str], env: dict[str, str], folder: Path) -> tuple[float
     return int(me) / 1024, int(kids) / 1024
 
 
+# ---- sound beds (issue 15) ----------------------------------------------------------------
+
+MUSIC_SECONDS = 300
+GENERATED_BED = "rain"
+
+
+def make_music(folder: Path, seconds: int = MUSIC_SECONDS) -> Path:
+    """A stereo 44.1 kHz MP3 to put under the routines: a chord over pink noise, `seconds` long."""
+    path = folder / "music.mp3"
+    subprocess.run(["ffmpeg", "-hide_banner", "-nostdin", "-loglevel", "error", "-y",
+                    "-f", "lavfi", "-i", f"sine=frequency=220:duration={seconds}",
+                    "-f", "lavfi", "-i", f"sine=frequency=277.2:duration={seconds}",
+                    "-f", "lavfi", "-i", f"anoisesrc=c=pink:a=0.1:seed=3:duration={seconds}",
+                    "-filter_complex", "amix=inputs=3", "-ac", "2", "-ar", "44100", "-b:a", "128k",
+                    str(path)], check=True)
+    return path
+
+
+def bed_runs(r30: Path, r120: Path, music: Path) -> list[tuple[str, Path, str]]:
+    """(series key, routine, --music) of each warm export with a bed."""
+    return [("warm30_file_bed", r30, str(music)), ("warm30_generated_bed", r30, GENERATED_BED),
+            ("warm120_file_bed", r120, str(music))]
+
+
+def warm_beds(r30: Path, r120: Path, music: Path, out: Path, env: dict[str, str]) -> None:
+    """Export each once: the bed decoded (or generated) into the cache, the level memos made."""
+    for _, routine, bed in bed_runs(r30, r120, music):
+        subprocess.run([VOICEFLEX, "export", str(routine), "-o", str(out), "--music", bed],
+                       env=env, check=True, stdout=subprocess.DEVNULL)
+
+
+def bed_rows(series: dict[str, Series], n: str, paired) -> list[Row]:
+    file_bed = paired("warm30_file_bed", "floor_same")
+    generated = paired("warm30_generated_bed", "floor_same")
+    rss = series["warm120_file_bed"].median("max_rss_mb")
+    return [
+        Row(f"warm export, 30 min, {MUSIC_SECONDS // 60}-min MP3 bed", sec_of(series, "warm30_file_bed"), n),
+        Row("  / floor (same settings)", f"{file_bed:.2f}x", n, "<= 1.2x", file_bed <= 1.2),
+        Row(f"warm export, 30 min, generated bed ({GENERATED_BED})",
+            sec_of(series, "warm30_generated_bed"), n),
+        Row("  / floor (same settings)", f"{generated:.2f}x", n, "<= 1.2x", generated <= 1.2),
+        Row(f"warm export, 2 h, {MUSIC_SECONDS // 60}-min MP3 bed", sec_of(series, "warm120_file_bed"), n),
+        Row("peak RSS, 2-hour export, MP3 bed", f"{rss:.0f} MB", n, "<= 150 MB", rss <= 150),
+    ]
+
+
+def sec_of(series: dict[str, Series], key: str) -> str:
+    return f"{series[key].median():.2f} s"
+
+
 # ---- the table -----------------------------------------------------------------------------
 
 
@@ -446,6 +496,8 @@ def main() -> int:
                  f"{info['speech']} spoken cues ({info['distinct']} distinct, "
                  f"{info['spoken_s']:.0f} s of speech)")
         out = work / "out"
+        music = make_music(work)
+        warm_beds(r30, r120, music, out, env)
         # The floor's input: the routine's own track, as `export --format wav` writes it.
         # (This also leaves the level memo a warm `play` finds.)
         subprocess.run([VOICEFLEX, "export", str(r30), "-o", str(out), "--format", "wav"],
@@ -498,6 +550,8 @@ def main() -> int:
             # Cues cached, but the routines never rendered: no level memo (e.g. after `plan`).
             record("warm30_unmeasured", timed([*export, str(r30), "-o", str(out)], unmeasured()))
             record("warm120_unmeasured", timed([*export, str(r120), "-o", str(out)], unmeasured()))
+            for key, routine, bed in bed_runs(r30, r120, music):
+                record(key, timed([*export, str(routine), "-o", str(out), "--music", bed], env))
             record("cold30", timed([*export, str(r30), "-o", str(out)],
                                    {**env, "VOICEFLEX_CACHE_DIR": str(cold_cache())}))
             if i < pydub_runs:
@@ -590,6 +644,7 @@ def table(series: dict[str, Series], runs: int, pydub_runs: int) -> list[Row]:
             Row("  voiceflex warm export speed-up", f"{speed:.1f}x", str(pydub_runs), ">= 20x",
                 speed >= 20),
         ]
+    rows += bed_rows(series, n, paired)
     rss30, rss120 = series["warm30"].median("max_rss_mb"), series["warm120"].median("max_rss_mb")
     rss120_unmeasured = series["warm120_unmeasured"].median("max_rss_mb")
     growth = paired("warm120", "warm30")

@@ -107,6 +107,7 @@ def _parser() -> argparse.ArgumentParser:
                    help="one file per chapter in a folder DIR/<name>/, with an .m3u8 playlist")
     p.add_argument("--all", action="store_true", help="export every built-in routine")
     options.voice_options(p)
+    _music_flag(p)
     p = command("play", _play, "play a routine live through the default sound output")
     p.add_argument("routine", metavar="ROUTINE")
     p.add_argument("--from", dest="start", metavar="CHAPTER",
@@ -115,6 +116,7 @@ def _parser() -> argparse.ArgumentParser:
     p.epilog = ("keys, when standard input is a terminal: space pauses and resumes, n or right arrow "
                 "skips to the next chapter, p or left arrow goes back to the chapter's start (twice: "
                 "the chapter before), q quits; Ctrl-C stops too (exit status 130)")
+    _music_flag(p)
     p = command("check", _check, "listen to a routine's audio and check every cue, tone and level")
     p.add_argument("routine", metavar="ROUTINE")
     p.add_argument("--audio", metavar="FILE", help="check this file (e.g. an exported MP3) instead of a fresh render")
@@ -122,6 +124,17 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--strict", action="store_true",
                    help="fail when the cues' word error rate is over the documented limit (docs/check.md)")
     options.voice_options(p)
+    _music_flag(p)
+    p = command("serve", _serve, "serve routines to a phone on the local network: a page, a podcast feed, the MP3s")
+    p.add_argument("routines", nargs="*", metavar="ROUTINE",
+                   help="default: the built-in routines and the routine files in this folder")
+    p.add_argument("--host", help="address to listen on (default: this machine's address on the local "
+                                  "network, else 127.0.0.1; 127.0.0.1 keeps it to this machine)")
+    p.add_argument("--port", type=int, default=8765, help="port to listen on (default: 8765)")
+    p.add_argument("--keep-token", action="store_true",
+                   help="keep the secret in the address from one start to the next (in the user data folder)")
+    options.voice_options(p)
+    p.epilog = "Ctrl-C stops it. See docs/serve.md for what it exposes and which podcast apps can subscribe."
     p = command("voices", _voices, "list the voices of a speech engine")
     p.add_argument("--engine", type=options.engine_name, help="the engine (default: pyttsx3, or `engine` in the config)")
     p.add_argument("--language", metavar="LANG", type=options.short_text,
@@ -196,6 +209,12 @@ def _plan(args: argparse.Namespace) -> int:
     print()
     _table(["start", "end", "ch", "kind", "cue"], rows)
     return EXIT_OK
+
+
+def _music_flag(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--music", metavar="FILE|BED|none",
+                   help="a sound bed under the routine: an audio file, brown-noise, rain or drone; "
+                        "none turns the routine's own off")
 
 
 def _export(args: argparse.Namespace) -> int:
@@ -303,6 +322,42 @@ def _measured(value: float | int | None, unit: str) -> str:
     if value is None:
         return "none"
     return (f"{value:.1f} {unit}" if isinstance(value, float) else f"{value} {unit}").rstrip()
+
+
+def _serve(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from voiceflex import serve
+
+    server = serve.Server.open(args.routines, host=args.host, port=args.port, keep_token=args.keep_token,
+                               folder=Path.cwd(), settings=options.settings(args), on_event=_serve_event)
+    names = ", ".join(e.id for e in server.entries)
+    print(f"Serving {len(server.entries)} routines ({names})", flush=True)
+    print(f"  page: {server.url}")
+    print(f"  feed: {server.url}feed.xml")
+    color = sys.stdout.isatty() and "NO_COLOR" not in os.environ
+    print("\n".join(serve.qr_lines(server.url, color=color)))
+    print("Scan it with the phone's camera (same network). Ctrl-C stops.", flush=True)
+    try:
+        server.run()
+    except KeyboardInterrupt:
+        pass  # Ctrl-C is how a server is stopped
+    print("voiceflex serve: stopped", file=sys.stderr)
+    return EXIT_OK
+
+
+def _serve_event(kind: str, entry, outcome, seconds: float) -> None:
+    """What the server tells its terminal: a finished render, a routine's problems, a failed render."""
+    from voiceflex.routine.durations import format_ms
+
+    if kind == "rendered":
+        size = outcome.track.mp3.stat().st_size
+        print(f"rendered {entry.id}: {format_ms(outcome.track.duration_ms)}, "
+              f"{size / 1e6:.1f} MB, in {seconds:.1f} s", flush=True)
+    elif kind == "problems":
+        print("\n".join(outcome.problems), file=sys.stderr, flush=True)
+    else:
+        print(f"voiceflex: {entry.id}: {outcome.error}", file=sys.stderr, flush=True)
 
 
 def _voices(args: argparse.Namespace) -> int:

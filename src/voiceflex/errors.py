@@ -92,3 +92,7 @@ class EncoderError(VoiceflexError):
 
 class DeviceError(VoiceflexError):
     """No usable sound output."""
+
+
+class ServeError(VoiceflexError):
+    """The server could not start: its address is taken or not this machine's, or its token cannot be kept."""

@@ -5,7 +5,7 @@ from __future__ import annotations
 import threading
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable, Iterator
+from typing import TYPE_CHECKING, Any, Callable, Iterator
 
 from voiceflex.config import Settings
 from voiceflex.errors import Diagnostic, EngineError, RoutineError, UnknownVoiceError, VoiceflexError
@@ -26,6 +26,7 @@ class Plan:
     routine: Routine
     timeline: Timeline
     clips: dict  # text -> voice.Clip
+    bed: Any = None  # audio.bed.Bed under the whole track, or None
 
 
 def validate(ref: str, settings: Settings | None = None, *, speech: bool = False, engine=None,
@@ -56,12 +57,15 @@ def _checked(ref: str, settings: Settings | None) -> tuple[Routine, Timeline]:
     return routine, structure
 
 
-def plan(ref: str, settings: Settings | None = None, *, engine=None,
+def plan(ref: str, settings: Settings | None = None, *, engine=None, music: str | None = None,
          on_voice_progress: Progress | None = None) -> Plan:
     """Load and compile a routine with real speech lengths, rendering cues not yet cached.
 
     `settings` are the command line's and config file's choices (default:
     the routine's own voice); `engine` replaces the engine they name (tests).
+    The sound bed is `music` if given (a file, a built-in bed, or "none"),
+    else the settings' choice over the routine's `background`; its source is
+    decoded or generated into the cache if it is not there yet.
     """
     from voiceflex import voice
 
@@ -78,7 +82,16 @@ def plan(ref: str, settings: Settings | None = None, *, engine=None,
             raise
         raise EngineError(f"{where}: {exc}", hint=exc.hint, cue=exc.cue) from None
     timeline = compile_routine(routine, lambda text: clips[text].ms)
-    return Plan(routine, timeline, clips)
+    from voiceflex.audio import bed
+
+    if music is None and settings is not None:
+        music = settings.music_for(routine.background.sound if routine.background else None)
+    background = bed.chosen(routine.background, music)
+    if background is None:
+        return Plan(routine, timeline, clips)
+    from voiceflex.voice.cache import default_cache_dir
+
+    return Plan(routine, timeline, clips, bed.bed_for(background, timeline, default_cache_dir() / "beds"))
 
 
 def chosen_voice(routine_voice: VoiceSettings | None, settings: Settings | None = None) -> tuple[VoiceSettings, str]:
@@ -116,6 +129,7 @@ class Track:
         fmt = check_format(fmt)
         self.plan = plan
         self.total = total_samples(plan.timeline)
+        self.has_bed = plan.bed is not None  # never silent: no cuts for encoding in parts
         self._aim = levels_for(fmt, parse_bitrate(bitrate) if fmt == "mp3" else 0)
         self._levels = None
         self._failed: BaseException | None = None  # raised again to every later reader
@@ -127,8 +141,21 @@ class Track:
 
         levels = self._planned()
         for chunk in mixer.render(self.plan.timeline, levels.clips, levels.tones,
-                                  gain_db=levels.gain_db, start_sample=start, stop_sample=stop):
+                                  gain_db=levels.gain_db, start_sample=start, stop_sample=stop,
+                                  bed=self.plan.bed, bed_scale=levels.bed_scale):
             yield mixer.to_pcm16(chunk)
+
+    def bed(self, start: int, stop: int) -> np.ndarray:
+        """The sound bed's own part of samples [start, stop) as mixed (float32; zero outside the track)."""
+        import numpy as np
+
+        out = np.zeros(max(stop - start, 0), np.float32)
+        a, b = max(start, 0), min(stop, self.total)
+        if self.plan.bed is not None and a < b:
+            levels = self._planned()
+            gain = np.float32(10.0 ** (levels.gain_db / 20.0))
+            out[a - start:b - start] = self.plan.bed.chunk(a, b, levels.bed_scale) * gain
+        return out
 
     def close(self) -> None:
         with self._lock:
@@ -153,7 +180,7 @@ class Track:
                     self._levels = plan_levels(
                         self.plan.timeline, self.plan.clips, self.plan.routine.tones,
                         target_lufs=target, ceiling_dbtp=ceiling, streaming=True,
-                        memo_dir=default_cache_dir() / "levels")
+                        memo_dir=default_cache_dir() / "levels", bed=self.plan.bed)
                 except BaseException as e:
                     self._failed = e
                     raise
@@ -176,11 +203,13 @@ def render(plan: Plan, *, fmt: str = "wav", bitrate: str = "64k",
 
 def export(ref: str, out_dir: Path | None = None, settings: Settings | None = None, *, fmt: str = "mp3",
            split: bool = False, on_voice_progress: Progress | None = None,
-           on_progress: Progress | None = None,
+           on_progress: Progress | None = None, planned: Plan | None = None,
            on_warning: Callable[[Diagnostic], None] | None = None) -> Path:
     """Render a routine into `out_dir/<name>.<fmt>` (or, split, a folder of chapters and a playlist).
 
     `out_dir` defaults to the settings' `output`; MP3s take the settings' `bitrate`.
+    `planned`, the routine's plan made beforehand with the same settings, is
+    exported as it is (a caller that needs the plan too then plans once).
     `on_warning` gets each of the routine's warnings (Timeline.warnings) once it is planned.
     """
     from voiceflex import export as sink
@@ -192,7 +221,8 @@ def export(ref: str, out_dir: Path | None = None, settings: Settings | None = No
     fmt = check_format(fmt)
     if fmt == "mp3":
         parse_bitrate(bitrate)  # a bad argument is reported before any work
-    planned = plan(ref, settings, on_voice_progress=on_voice_progress)
+    if planned is None:
+        planned = plan(ref, settings, on_voice_progress=on_voice_progress)
     for warning in planned.timeline.warnings if on_warning is not None else ():
         on_warning(warning)
     name = _file_stem(ref)

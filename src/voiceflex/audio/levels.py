@@ -148,6 +148,7 @@ class LevelPlan:
     loudness_lufs: float  # integrated loudness of the mix after gain_db (streaming: expected)
     peak_bound_dbtp: float  # upper bound of its true peak after gain_db
     close: Callable[[], None] = lambda: None  # stops background shaping no longer needed
+    bed_scale: float = 0.0  # the sound bed's factor before gain_db (bed.Bed.scale)
 
 
 def level_voice(clip: Any, target_lufs: float = TARGET_LUFS) -> Leveled:
@@ -166,6 +167,7 @@ def plan_levels(
     ceiling_dbtp: float = CEILING_DBTP,
     streaming: bool = False,
     memo_dir: Path | None = None,
+    bed: Any = None,
 ) -> LevelPlan:
     """Levels for exporting `timeline`: integrated loudness `target_lufs`, true peak <= ceiling.
 
@@ -184,6 +186,12 @@ def plan_levels(
     blocks change: 0.04-0.15 dB on the routines measured, inside the 1 LU
     allowed.  True peak stays bounded: a cue that cannot be shaped to its
     budget is turned down to it.
+
+    A sound `bed` (audio/bed.Bed) sits `bed.level_db` under the levelled
+    cues: its energy per hop (its envelope applied) joins the mix's, its
+    peak under each cue joins the tones' in that cue's budget.  A bed is
+    not correlated with the voice, so the cross terms are left out (their
+    sum over a 400 ms block is noise around zero).
     """
     texts = list(dict.fromkeys(e.text or "" for e in timeline.events if e.kind == "speech"))
     for text in texts:
@@ -191,14 +199,16 @@ def plan_levels(
             raise ValueError(f"no clip for the speech event {text!r}")
     sources = {text: _int16(clips[text]) for text in texts}
     tones = dict(tones)
-    memo = _Memo(memo_dir, timeline, sources, tones) if memo_dir is not None else None
+    bed_scale = bed.scale(target_lufs) if bed is not None else 0.0
+    memo = (_Memo(memo_dir, timeline, sources, tones, bed.key if bed is not None else None)
+            if memo_dir is not None else None)
     if memo is not None and streaming:
         done = memo.plan(target_lufs, ceiling_dbtp, texts)
         if done is not None:
             voice = {t: _Voice(("speech", t), *sources[t], target_lufs, None,
                                known=(memo.loudness[t], None)) for t in texts}
-            return _streamed(timeline, voice, tones, done, target_lufs, ceiling_dbtp, memo)
-    meter = _Meter(timeline, {text: len(s) for text, (s, _) in sources.items()}, tones)
+            return _streamed(timeline, voice, tones, done, target_lufs, ceiling_dbtp, memo, bed_scale)
+    meter = _Meter(timeline, {text: len(s) for text, (s, _) in sources.items()}, tones, bed, bed_scale)
     known = memo.read() if memo is not None else {}
     fresh = [t for t in texts if t not in known or ("speech", t) in meter.keep]
     voice = {t: _Voice(("speech", t), *sources[t], target_lufs, meter, known=known[t])
@@ -219,17 +229,17 @@ def plan_levels(
 
     first = meter.loudness({text: v.weighed for text, v in voice.items()}, tones)
     if not np.isfinite(first):  # nothing audible: nothing to level
-        return LevelPlan(leveled, tones, 0.0, first, float("-inf"))
+        return LevelPlan(leveled, tones, 0.0, first, float("-inf"), bed_scale=bed_scale)
 
     if streaming:
         return _streaming(timeline, voice, tones, target_lufs - first, target_lufs, ceiling_dbtp,
-                          memo, meter)
+                          memo, meter, bed_scale)
     ceiling = from_db(ceiling_dbtp)
     planned = target_lufs - first
     for _ in range(3):
         tones_now = {name: _capped(spec, ceiling_dbtp - TONE_HEADROOM_DB - planned)
                      for name, spec in tones.items()}
-        under = _Overlaps(timeline, tones_now)
+        under = _Overlaps(timeline, tones_now, meter.bed_peak)
         allowance = under.per_cue(timeline, leveled)
         room = ceiling / from_db(planned)  # the peak a clip may have at its own level
         budgets = {text: max(to_db(max(room - allowance.get(text, 0.0), 1e-6)) - target_lufs,
@@ -253,12 +263,12 @@ def plan_levels(
             break
         planned = wanted + 0.1
     shaped = {text: r.clip for text, r in results.items()}
-    return LevelPlan(shaped, tones_now, final, measured + final, to_db(bound) + final)
+    return LevelPlan(shaped, tones_now, final, measured + final, to_db(bound) + final, bed_scale=bed_scale)
 
 
 def _streaming(timeline: Timeline, voice: Mapping[str, _Voice], tones: Mapping[str, ToneSpec],
                wanted: float, target_lufs: float, ceiling_dbtp: float,
-               memo: _Memo | None, meter: _Meter) -> LevelPlan:
+               memo: _Memo | None, meter: _Meter, bed_scale: float) -> LevelPlan:
     planned = wanted + PLR_OVER_DB  # room for the shaping search landing a little over
     cap = ceiling_dbtp - TONE_HEADROOM_DB - planned
     tones_now = {name: _capped(spec, cap) for name, spec in tones.items()}
@@ -269,7 +279,7 @@ def _streaming(timeline: Timeline, voice: Mapping[str, _Voice], tones: Mapping[s
     for attempt in range(4):
         # The gain and every cue's peak budget, for the tones as they now are
         # (the last round only works these out, for the tones last raised).
-        under = _Overlaps(timeline, tones_now)
+        under = _Overlaps(timeline, tones_now, meter.bed_peak)
         gain = min(wanted, ceiling_dbtp - to_db(max(under.alone(), 1e-9)))
         allowance = under.per_cue(timeline, leveled)
         peaks = {text: max(room - allowance.get(text, 0.0), 1e-6) for text in voice}
@@ -289,7 +299,7 @@ def _streaming(timeline: Timeline, voice: Mapping[str, _Voice], tones: Mapping[s
             "peaks": peaks, "recipes": {}}
     if memo is not None:
         memo.keep_plan(target_lufs, ceiling_dbtp, done, {t: v.loudness for t, v in voice.items()})
-    return _streamed(timeline, voice, tones, done, target_lufs, ceiling_dbtp, memo)
+    return _streamed(timeline, voice, tones, done, target_lufs, ceiling_dbtp, memo, bed_scale)
 
 
 def _expected_loudness(meter: _Meter, voice: Mapping[str, _Voice], peaks: Mapping[str, float],
@@ -317,7 +327,8 @@ def _tone_boost(meter: _Meter, voice: Mapping[str, _Voice], peaks: Mapping[str, 
 
 
 def _streamed(timeline: Timeline, voice: Mapping[str, _Voice], tones: Mapping[str, ToneSpec],
-              done: dict, target_lufs: float, ceiling_dbtp: float, memo: _Memo | None) -> LevelPlan:
+              done: dict, target_lufs: float, ceiling_dbtp: float, memo: _Memo | None,
+              bed_scale: float) -> LevelPlan:
     """The streaming plan `done` (gain, tone levels, peak per cue), its cues shaped in the background."""
     tones_now = {name: replace(spec, db=done["tones_db"][name]) if spec.db != done["tones_db"][name]
                  else spec for name, spec in tones.items()}
@@ -331,7 +342,7 @@ def _streamed(timeline: Timeline, voice: Mapping[str, _Voice], tones: Mapping[st
     clips = {text: _DeferredClip(shaper, text) for text in voice}
     wanted, gain = done["wanted"], done["gain"]
     return LevelPlan(clips, tones_now, gain, target_lufs - (wanted - gain), ceiling_dbtp,
-                     close=close)
+                     close=close, bed_scale=bed_scale)
 
 
 class _Shaper:
@@ -587,7 +598,10 @@ def _capped(spec: ToneSpec, max_db: float) -> ToneSpec:
 class _Overlaps:
     """Where tones sound, to bound how much they add to the peaks of what sounds with them."""
 
-    def __init__(self, timeline: Timeline, tones: Mapping[str, ToneSpec]):
+    def __init__(self, timeline: Timeline, tones: Mapping[str, ToneSpec],
+                 bed_peak: Callable[[int, int], float] | None = None):
+        self.bed_peak = bed_peak  # the sound bed's peak bound over a span, if there is a bed
+        self.total = total_samples(timeline)
         spans = []
         for e in timeline.events:
             if e.kind == "tone":
@@ -599,8 +613,13 @@ class _Overlaps:
         self.longest = max((e - s for s, e, _ in spans), default=0)
 
     def peak(self, start: int, end: int) -> float:
-        """An upper bound of the tones' summed true peak within [start, end): each tone's
-        own highest sample there (their envelopes fade), summed where tones overlap."""
+        """An upper bound of the tones' (and the bed's) summed true peak within [start, end)."""
+        bed = self.bed_peak(start, end) if self.bed_peak is not None else 0.0
+        return self._tones_peak(start, end) + bed
+
+    def _tones_peak(self, start: int, end: int) -> float:
+        """Each tone's own highest sample within [start, end) (their envelopes fade), summed
+        where tones overlap."""
         lo = int(np.searchsorted(self.starts, start - self.longest))
         hi = int(np.searchsorted(self.starts, end))
         inside = []
@@ -630,7 +649,8 @@ class _Overlaps:
 
     def alone(self) -> float:
         """The highest peak of tones by themselves."""
-        return max((self.peak(s, e) for s, e, _ in self.spans), default=0.0)
+        alone = max((self.peak(s, e) for s, e, _ in self.spans), default=0.0)
+        return max(alone, self.bed_peak(0, self.total)) if self.bed_peak is not None else alone
 
 
 # --- the meter ----------------------------------------------------------------------------
@@ -667,9 +687,12 @@ class _Meter:
     """
 
     def __init__(self, timeline: Timeline, lengths: Mapping[str, int],
-                 tones: Mapping[str, ToneSpec]):
+                 tones: Mapping[str, ToneSpec], bed: Any = None, bed_scale: float = 0.0):
         self.total = total_samples(timeline)
         self.hop_count = -(-self.total // HOP)
+        # A sound bed: its energy per hop, fixed (its level follows the target, not the cues).
+        self.base = bed.hop_energy(self.hop_count, bed_scale) if bed is not None else None
+        self.bed_peak = ((lambda a, b: bed.peak(a, b, bed_scale)) if bed is not None else None)
         self.shapes = {name: replace(spec, db=0.0) for name, spec in tones.items()}
         spans = []  # (start, end with the K tail, key)
         for e in timeline.events:
@@ -720,7 +743,7 @@ class _Meter:
 
     def loudness(self, voices: Mapping[str, _Weighed], tones: Mapping[str, ToneSpec]) -> float:
         """Integrated loudness of the mix: cues at the versions given, tones at their specs."""
-        energies = np.zeros(self.hop_count)
+        energies = np.zeros(self.hop_count) if self.base is None else self.base.copy()
         amplitude = {name: from_db(spec.db) for name, spec in tones.items()}
         for w in voices.values():
             np.add.at(energies, w.hops, w.energy * (w.level * w.level))
@@ -792,7 +815,7 @@ class _Memo:
     """What the level plan of one routine measured and decided, on disk, to be used again.
 
     Two files, keyed by everything a measurement depends on: where every
-    sound of the timeline lies, the tones, and each clip (its length, scale
+    sound of the timeline lies, the tones, the sound bed (its source and settings), and each clip (its length, scale
     and a CRC of its samples; clips come from the voice cache, which never
     renders a cached text again).
     - KEY.npz: each cue's loudness and _Weighed, at unit level: the mix's
@@ -806,7 +829,8 @@ class _Memo:
     """
 
     def __init__(self, folder: Path, timeline: Timeline,
-                 sources: Mapping[str, tuple[np.ndarray, float]], tones: Mapping[str, ToneSpec]):
+                 sources: Mapping[str, tuple[np.ndarray, float]], tones: Mapping[str, ToneSpec],
+                 bed: str | None = None):
         self.tone_names = set(tones)
         self.hop_count = -(-total_samples(timeline) // HOP)
         digest = hashlib.sha256(json.dumps([
@@ -814,6 +838,7 @@ class _Memo:
             [(e.kind, e.start_ms, e.end_ms, e.text, e.name) for e in timeline.events],
             sorted((name, repr(spec)) for name, spec in tones.items()),
             [(text, len(s), scale, zlib.crc32(s)) for text, (s, scale) in sources.items()],
+            *([bed] if bed is not None else []),  # without a bed, the keys of earlier memos stand
         ]).encode())
         self.path = Path(folder) / f"{digest.hexdigest()}.npz"
         self.plans_path = self.path.with_suffix(".json")

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any, NamedTuple, Protocol
 
@@ -62,6 +62,8 @@ def render(
     chunk_samples: int = CHUNK_SAMPLES,
     start_sample: int = 0,
     stop_sample: int | None = None,
+    bed: Any = None,
+    bed_scale: float = 0.0,
 ) -> Iterator[np.ndarray]:
     """The track of `timeline` as float32 chunks of `chunk_samples` (the last one shorter).
 
@@ -72,13 +74,15 @@ def render(
     `tones` maps tone names to their specs.  `gain_db` applies to the whole mix.
     The chunks add up to exactly round(duration_ms * 22050 / 1000) samples,
     or to the samples [start_sample, stop_sample) of them.  Every sample is
-    the same wherever the chunks start.
+    the same wherever the chunks start.  A sound `bed` (audio/bed.Bed) is
+    mixed under it all at `bed_scale`, before `gain_db`.
     """
     stop = total_samples(timeline)
     if stop_sample is not None:
         stop = min(stop, stop_sample)
+    under = (lambda a, b: bed.chunk(a, b, bed_scale)) if bed is not None else None
     return mix(placements(timeline, clips, tones), stop, gain_db=gain_db,
-               chunk_samples=chunk_samples, start_sample=start_sample)
+               chunk_samples=chunk_samples, start_sample=start_sample, bed=under)
 
 
 def placements(
@@ -157,13 +161,15 @@ def mix(
     gain_db: float = 0.0,
     chunk_samples: int = CHUNK_SAMPLES,
     start_sample: int = 0,
+    bed: Callable[[int, int], np.ndarray] | None = None,
 ) -> Iterator[np.ndarray]:
     """Sum `placed` (sorted by start) into float32 chunks covering samples [start_sample, total).
 
     Each chunk is a fresh zeroed buffer to which only the placements that touch
     it add their overlapping slice, always in the same order: nothing ever
     holds the whole track, and where no placement sounds the chunk is exactly
-    zero (export/parallel.py cuts the track there).
+    zero (export/parallel.py cuts the track there), unless a `bed` (samples
+    [a, b) of a sound under everything, before the gain) is added last.
     """
     if chunk_samples <= 0:
         raise ValueError("chunk_samples must be positive")
@@ -196,6 +202,8 @@ def mix(
             if end > c1:
                 still.append(item)
         active = still
+        if bed is not None:
+            buf += bed(c0, c1) * np.float32(gain)
         yield buf
 
 

@@ -73,10 +73,24 @@ def _listen(plan: Plan, raw: Path, is_file: bool, recogniser: speech.Recogniser 
     timeline = plan.timeline
     pcm = track.load(raw)
     measures = []
+    offset = 0
     if is_file:
         with closing(render(plan)) as reference:  # only its first minutes are used
             a = track.align(pcm, reference, ms_to_samples(timeline.duration_ms))
         measures = levels.alignment_measures(a.offset_ms, len(pcm) * 1000 / RATE, timeline.duration_ms)
+        offset = a.offset_samples or 0
+    clipped = levels.clipped_samples(pcm)
+    heard16k = None  # what a listener hears, bed and all, for the word error rate
+    if plan.bed is not None and listener is not None:
+        track.resample_16k(raw, raw.with_name("heard16k.s16"))
+        heard16k = track.load(raw.with_name("heard16k.s16"))
+    if plan.bed is not None:
+        # The bed is known to the sample: cues and tones are listened for
+        # with it taken out (exactly from a render; from a file, all but
+        # what its encoder changed).
+        dry = raw.with_name("dry.s16")
+        track.write_raw(_without_bed(plan, pcm, offset), dry)
+        raw, pcm = dry, track.load(dry)
     raw16 = raw.with_name("track16k.s16")
     track.resample_16k(raw, raw16)
     pcm16k = track.load(raw16)
@@ -89,10 +103,28 @@ def _listen(plan: Plan, raw: Path, is_file: bool, recogniser: speech.Recogniser 
         second = None if on_progress is None else (lambda done, total: on_progress(total + done, 2 * total))
         cues = speech.check_cues(timeline.events, pcm16k, recogniser, on_progress=first)
         if listener is not None:
-            transcripts = intelligibility.transcribe_cues(timeline.events, pcm16k, listener, on_progress=second)
+            transcripts = intelligibility.transcribe_cues(timeline.events, pcm16k if heard16k is None else heard16k,
+                                                          listener, on_progress=second)
     else:
         cues = [speech.CueResult(UNCHECKED, "the recogniser only knows English")] * n
-    return cues, transcripts, tones.check_tones(timeline.events, pcm), levels.clipped_samples(pcm), measures
+    return cues, transcripts, tones.check_tones(timeline.events, pcm), clipped, measures
+
+
+def _without_bed(plan: Plan, pcm, offset: int):
+    """`pcm` less the plan's sound bed (placed `offset` samples late), as int16 chunks."""
+    import numpy as np
+
+    from voiceflex.audio.mixer import CHUNK_SAMPLES
+    from voiceflex.pipeline import Track
+
+    levelled = Track(plan)
+    try:
+        for a in range(0, len(pcm), CHUNK_SAMPLES):
+            b = min(a + CHUNK_SAMPLES, len(pcm))
+            dry = pcm[a:b].astype(np.float32) - np.rint(levelled.bed(a - offset, b - offset) * 32768.0)
+            yield np.clip(dry, -32768, 32767).astype("<i2")
+    finally:
+        levelled.close()
 
 
 def _lengths(plan: Plan) -> dict[str, int]:

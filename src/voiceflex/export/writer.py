@@ -59,9 +59,11 @@ def write(
     kbps = parse_bitrate(bitrate) if fmt == "mp3" else 0
     path = Path(path)
     prepare_folder(path.parent)
-    cover = _Cover(routine.title) if fmt == "mp3" else None
+    cover = _Cover(routine.title, routine.author) if fmt == "mp3" else None
     total = total_samples(timeline)
-    parts = parallel.plan(timeline, _cores()) if fmt == "mp3" else []
+    # Parts are cut in silences; a track with a sound bed under it has none.
+    in_parts = fmt == "mp3" and not getattr(track, "has_bed", False)
+    parts = parallel.plan(timeline, _cores()) if in_parts else []
     with staged() as staging:
         temp = staging.path_for(path)
         if not (parts and parallel.encode(track, parts, temp, kbps, on_progress, cover.start)):
@@ -102,7 +104,7 @@ def write_split(
     playlist = folder / f"{folder.name}.m3u8"
     prepare_folder(folder)
     previous = _listed(playlist)
-    cover = _Cover(routine.title) if fmt == "mp3" else None
+    cover = _Cover(routine.title, routine.author) if fmt == "mp3" else None
     with staged() as staging:
         temps = [staging.path_for(folder / name) for name in names]
         spans = [(ms_to_samples(c.start_ms), ms_to_samples(c.end_ms)) for c in chapters]
@@ -251,17 +253,17 @@ def _write_text(path: Path, text: str) -> None:
 class _Cover:
     """The cover art, drawn in a thread (`start`) while the track is mixed and encoded."""
 
-    def __init__(self, title: str):
+    def __init__(self, title: str, author: str | None):
         self._png: bytes | None = None
-        self._thread = threading.Thread(target=self._draw, args=(title,), daemon=True)
+        self._thread = threading.Thread(target=self._draw, args=(title, author), daemon=True)
 
     def start(self) -> None:
         if self._thread.ident is None:
             self._thread.start()
 
-    def _draw(self, title: str) -> None:
+    def _draw(self, title: str, author: str | None) -> None:
         with contextlib.suppress(Exception):  # no cover is better than no export
-            self._png = cover_png(title)
+            self._png = cover_png(title, author)
 
     def png(self) -> bytes | None:
         self.start()  # a track shorter than one chunk may end before it started

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import difflib
+import hashlib
 import math
 import os
 import re
@@ -14,7 +15,7 @@ from voiceflex.routine import schema as S
 from voiceflex.routine import yamlsource
 from voiceflex.routine.durations import MS_PER_HOUR, parse_ms
 from voiceflex.routine.model import (
-    DEFAULT_TONES, GLIDES, Breathe, Cue, Hold, Include, Pause, PlayTone, Repeat, Routine, Say,
+    BEDS, DEFAULT_TONES, GLIDES, Background, Breathe, Cue, Hold, Include, Pause, PlayTone, Repeat, Routine, Say,
     Sides, Step, Text, ToneSpec, VoiceSettings,
 )
 from voiceflex.spoken import has_words
@@ -67,6 +68,7 @@ class _Loader:
         self.diagnostics: list[Diagnostic] = []
         self.include_stack: list[Path] = []
         self.tone_names: set[str] = set(DEFAULT_TONES)
+        self.sources: list[tuple[str, str]] = []  # (real path, sha256 of its bytes), as read
 
     # ---- files ------------------------------------------------------------
 
@@ -85,6 +87,7 @@ class _Loader:
             reason = exc.strerror or str(exc)
             self.error(where or Location(display, 1, 1), f"cannot read {display}: {reason}")
             return None
+        self.sources.append((os.path.realpath(path), hashlib.sha256(data).hexdigest()))
         try:
             text = yamlsource.decode(data, display, size=size)
             return yamlsource.parse(text, display, problems=self.diagnostics)
@@ -104,6 +107,7 @@ class _Loader:
         voice = self.voice(fields.get("voice"), language,
                            fields["language"].location if "language" in fields else None)
         tones = self.tones(fields.get("tones"))
+        background = self.background(fields.get("background"))
         steps = self.steps(fields["steps"], depth=0) if "steps" in fields else ()
         title = self.value(S.TOP["title"], fields.get("title"))
         announce = self.value(S.TOP["announce"], fields.get("announce")) is True
@@ -114,7 +118,8 @@ class _Loader:
             title=title.text if isinstance(title, Text) else "",
             description=self.value(S.TOP["description"], fields.get("description")),
             author=self.value(S.TOP["author"], fields.get("author")),
-            steps=steps, file=display, voice=voice, tones=tones, announce=announce,
+            steps=steps, file=display, voice=voice, tones=tones, background=background,
+            announce=announce, sources=tuple(self.sources),
         )
 
     # ---- mappings and values ----------------------------------------------
@@ -252,6 +257,45 @@ class _Loader:
                 db=float(db) if db is not None else (base.db if base else -14.0),
             )
         return tones
+
+    def background(self, node: yamlsource.Node | None) -> Background | None:
+        if node is None:
+            return None
+        fields = self.mapping(node, S.BACKGROUND_FIELDS, "`background`")
+        if fields is None:
+            return None
+        got = {k: self.value(S.BACKGROUND_FIELDS[k], n) for k, n in fields.items()}
+        sound = got.get("sound")
+        if sound is None or sound is _BAD:
+            return None
+        if sound not in BEDS:
+            sound = self.local_file(fields["sound"], sound, "background sound")
+        if sound is None or _BAD in got.values():
+            return None
+        return Background(sound, float(got.get("level", -20.0)), float(got.get("duck", 12.0)),
+                          bool(got.get("duck_tones", False)), fields["sound"].location)
+
+    def local_file(self, node: yamlsource.Node, rel: str, what: str) -> str | None:
+        """The real path of `rel`, a file relative to the routine and inside its folder tree."""
+        beds = ", ".join(BEDS)
+        problem = None
+        if os.path.isabs(rel):
+            problem = f"{what} `{_short(rel)}` must be a path relative to this file (or a built-in bed: {beds})"
+        elif _PATH_CONTROL.search(rel):
+            problem = f"a {what} path cannot contain control characters or line breaks"
+        else:
+            try:
+                target = Path(os.path.realpath(self.include_stack[-1].parent / rel))
+                if self.root_dir != target and self.root_dir not in target.parents:
+                    problem = f"{what} `{_short(rel)}` points outside the routine's folder"
+                elif not target.is_file():
+                    problem = f"{what} `{_short(rel)}`: no such file{suggest(rel, BEDS) or f' (built-in beds: {beds})'}"
+            except OSError as exc:
+                problem = f"{what} `{_short(rel)}`: {exc.strerror or exc}"
+        if problem is not None:
+            self.error(node.location, problem)
+            return None
+        return str(target)
 
     def freq(self, node: yamlsource.Node | None, glide: bool) -> Any:
         if node is None:

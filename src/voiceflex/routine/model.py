@@ -68,6 +68,24 @@ class VoiceSettings:
     language_location: Location | None = field(default=None, compare=False)
 
 
+BEDS = ("brown-noise", "rain", "drone")  # built-in beds (audio/bed.py), generated: no file
+
+
+@dataclass(frozen=True)
+class Background:
+    """A sound bed under the whole routine (SPEC 8): a built-in bed's name or an audio file's path."""
+
+    sound: str  # one of BEDS, or an absolute path
+    level: float = -20.0  # dB relative to the voice
+    duck: float = 12.0  # dB the bed is lowered under speech
+    duck_tones: bool = False  # lowered under tones too
+    location: Location | None = field(default=None, compare=False)  # where `sound` is set
+
+    @property
+    def is_file(self) -> bool:
+        return self.sound not in BEDS
+
+
 @dataclass(frozen=True)
 class Step:
     """Fields every step has."""
@@ -157,4 +175,8 @@ class Routine:
     author: str | None = None
     voice: VoiceSettings = field(default_factory=VoiceSettings)
     tones: dict[str, ToneSpec] = field(default_factory=lambda: dict(DEFAULT_TONES))
+    background: Background | None = None
     announce: bool = False  # speak "Rest, 10 seconds. Next: ..." at each rest
+    # Every file read for it, the routine's own first: (real path, sha256 of
+    # the bytes parsed), so a render can be keyed by exactly what it was made of.
+    sources: tuple[tuple[str, str], ...] = field(default=(), compare=False)

@@ -10,8 +10,9 @@ from voiceflex.routine.durations import FORMS
 # Value types the loader knows how to check (see loader._check_value).
 TEXT, STRING, DURATION, DURATION0, OFFSET, INT, NUMBER, BOOL = (
     "text", "string", "duration", "duration0", "offset", "int", "number", "bool")
-STEPS, SIDES, CUES, TONE_NAME, VOICE, TONES, BREATH_VOICE, PATH, ENGINE, FREQ = (
-    "steps", "sides", "cues", "tone-name", "voice", "tones", "breath-voice", "path", "engine", "freq")
+STEPS, SIDES, CUES, TONE_NAME, VOICE, TONES, BREATH_VOICE, PATH, ENGINE, FREQ, BACKGROUND = (
+    "steps", "sides", "cues", "tone-name", "voice", "tones", "breath-voice", "path", "engine", "freq",
+    "background")
 
 MAX_TEXT = 500
 MAX_REPEAT = 1000
@@ -39,6 +40,7 @@ TOP: dict[str, Field] = {
     "language": Field(STRING, "Language of the cues, e.g. en-us (default)."),
     "voice": Field(VOICE, "Which voice speaks, and how fast."),
     "tones": Field(TONES, "Overrides of the built-in tones, or new tones."),
+    "background": Field(BACKGROUND, "A sound bed under the routine, lowered under every cue."),
     "announce": Field(BOOL, 'Say each rest and what comes next: "Rest, 10 seconds. Next: Stretch: right." '
                             "(English routines)."),
     "steps": Field(STEPS, "What happens, in order.", required=True),
@@ -55,6 +57,14 @@ TONE_FIELDS: dict[str, Field] = {
     "freq": Field(FREQ, "Pitch in Hz; for the inhale/exhale glides a pair [start, end]."),
     "ms": Field(INT, "Length in milliseconds (glides stretch over their phase instead).", min=10, max=10_000),
     "db": Field(NUMBER, "Level in dB below full scale (default -14; the voice sits above).", min=-60, max=-3),
+}
+
+BACKGROUND_FIELDS: dict[str, Field] = {
+    "sound": Field(PATH, "An audio file ffmpeg reads (relative to the routine), "
+                         "or a built-in bed: brown-noise, rain, drone.", required=True),
+    "level": Field(NUMBER, "Loudness in dB relative to the voice (default -20).", min=-60, max=0),
+    "duck": Field(NUMBER, "dB the bed is lowered under speech (default 12).", min=0, max=60),
+    "duck_tones": Field(BOOL, "Lower the bed under tones too (default false)."),
 }
 
 _HOLD_OPTIONS: dict[str, Field] = {
@@ -146,6 +156,8 @@ def _type_schema(field: Field) -> dict[str, Any]:
         out = _object(VOICE_FIELDS)
     elif t == TONES:
         out = {"type": "object", "additionalProperties": _object(TONE_FIELDS)}
+    elif t == BACKGROUND:
+        out = _object(BACKGROUND_FIELDS)
     elif t == BREATH_VOICE:
         out = _object(BREATHE_FIELDS)
     elif t == FREQ:
