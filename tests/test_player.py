@@ -523,11 +523,11 @@ def test_play_command_with_a_fake_device(tmp_path, fake_engine, monkeypatch, cap
     clock = Clock()
     backends = []
 
-    def fake_backend():
+    def fake_output():
         backends.append(FakeOutput(clock))
         return backends[-1]
 
-    monkeypatch.setattr(player, "default_output", fake_backend)
+    monkeypatch.setattr(player, "default_output", fake_output)
     monkeypatch.setattr("voiceflex.player.session.NoKeys", lambda: NoKeys(sleep=clock.sleep))
     assert cli.main(["play", str(path), "--from", "sec"]) == 0
     out = capsys.readouterr().out
