@@ -254,36 +254,21 @@ def _export(args: argparse.Namespace) -> int:
 
 def _play(args: argparse.Namespace) -> int:
     import shlex
-    from contextlib import nullcontext
 
     from voiceflex import pipeline, player
-    from voiceflex.errors import DeviceError
 
     with _voice_progress("Rendering voice cues") as progress:
         plan = pipeline.plan(args.routine, options.settings(args), on_voice_progress=progress)
     chapter = player.find_chapter(plan.timeline, args.start) if args.start is not None else 0
-    # Rendered while it plays: the device starts on the first seconds.
-    track = player.TrackRender(plan)
     # Keys only from a terminal we are in the foreground of: changing the
     # terminal's mode from a background job would stop us (SIGTTOU).
     stdin = sys.stdin
     keyed = stdin is not None and stdin.isatty() and os.tcgetpgrp(stdin.fileno()) == os.getpgrp()
-    try:
-        try:
-            session = player.Player(track.samples, plan.timeline, player.default_backend(),
-                                    ready=track.ready)
-            session.start(session.starts[chapter])  # opens the device: no display if there is none
-        except DeviceError as exc:
-            raise DeviceError(f"{exc}; to listen elsewhere: voiceflex export {shlex.quote(args.routine)}") from None
-        try:
-            with player.terminal_keys(stdin.fileno()) if keyed else nullcontext() as keys, \
-                    _play_view(plan.timeline, keys=keyed) as show:
-                outcome = session.run(start_at=None, keys=keys, on_update=show)
-                show(session, outcome.how)
-        finally:
-            session.stop()  # also when the terminal or display failed before `run` took over
-    finally:
-        track.close()
+    with player.play(plan, chapter=chapter, keys_fd=stdin.fileno() if keyed else None,
+                     device_hint=f"to listen elsewhere: voiceflex export {shlex.quote(args.routine)}"
+                     ) as (session, keys), _play_view(plan.timeline, keys=keyed) as show:
+        outcome = session.run(start_at=None, keys=keys, on_update=show)
+        show(session, outcome.how)
     return EXIT_OK
 
 
