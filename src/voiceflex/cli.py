@@ -228,6 +228,7 @@ def _export(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from voiceflex import pipeline
+    from voiceflex.audio import output as formats
     from voiceflex.errors import UsageError
     from voiceflex.routine import builtin_names
 
@@ -243,10 +244,11 @@ def _export(args: argparse.Namespace) -> int:
         where = "-o" if output.source == "cli" else f"`output` ({settings.describe(output)})"
         raise UsageError(f"{where} names the file {existing}, not a folder",
                          hint="give the folder to write to: the file is named after the routine")
+    output_format = formats.output_format(args.format, settings.bitrate)
     for ref in builtin_names() if args.all else [args.routine]:
         with _voice_progress("Rendering voice cues") as voice_progress, \
                 _voice_progress(f"Exporting {ref}") as progress:
-            path = pipeline.export(ref, settings=settings, fmt=args.format, split=args.split,
+            path = pipeline.export(ref, settings=settings, output=output_format, split=args.split,
                                    on_voice_progress=voice_progress, on_progress=progress)
         print(path)
     return EXIT_OK

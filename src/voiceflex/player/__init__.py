@@ -8,7 +8,7 @@ from voiceflex.player.engine import (
     Command, Keys, NoKeys, Outcome, Player, TrackRender, find_chapter, render_track,
 )
 from voiceflex.player.keys import KeyDecoder, terminal_keys
-from voiceflex.player.play import play
+from voiceflex.player.playback import play
 
 __all__ = [
     "MIN_COLUMNS",
