@@ -105,13 +105,15 @@ def _located(exc: UnknownVoiceError, chosen: VoiceSettings) -> VoiceflexError:
 
 def export(ref: str, out_dir: Path | None = None, settings: Settings | None = None, *,
            output: OutputFormat | None = None, split: bool = False, on_voice_progress: Progress | None = None,
-           on_progress: Progress | None = None, planned: Plan | None = None) -> Path:
+           on_progress: Progress | None = None, planned: Plan | None = None,
+           on_warning: Callable[[Diagnostic], None] | None = None) -> Path:
     """Render a routine into `out_dir/<name>.<format>` (or, split, a folder of chapters and a playlist).
 
     `out_dir` defaults to the settings' `output`; `output` (the file format)
     to MP3 at the settings' `bitrate`.  `planned`, the routine's plan made
     beforehand with the same settings, is exported as it is (a caller that
     needs the plan too then plans once).
+    `on_warning` gets each of the routine's warnings (Timeline.warnings) once it is planned.
     """
     from voiceflex import export as sink
 
@@ -120,6 +122,8 @@ def export(ref: str, out_dir: Path | None = None, settings: Settings | None = No
     output = output or output_format("mp3", settings.bitrate)
     if planned is None:
         planned = plan(ref, settings, on_voice_progress=on_voice_progress)
+    for warning in planned.timeline.warnings if on_warning is not None else ():
+        on_warning(warning)
     name = _file_stem(ref)
     track = planned.track(output)
     try:
