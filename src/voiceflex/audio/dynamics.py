@@ -55,7 +55,7 @@ def shape(x: np.ndarray, max_plr_db: float, loudness_db: float) -> tuple[np.ndar
 def shape_threshold(x: np.ndarray, max_plr_db: float,
                     loudness_db: float) -> tuple[np.ndarray, float, float | None, float]:
     """As `shape`, with the threshold the result was clipped at (dBFS; None: `x` as it was)
-    and the search's estimate of the result's loudness (how close: levels.ESTIMATED_LOSS_DB).
+    and the search's estimate of the result's loudness (how close: levels.clips.ESTIMATED_LOSS_DB).
 
     `soft_clip(x, 10 ** (threshold / 20))` gives the result again, exactly,
     without the search.

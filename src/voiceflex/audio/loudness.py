@@ -101,7 +101,7 @@ def gated_loudness(energies: np.ndarray) -> float:
         e = np.concatenate([e, np.zeros(BLOCK_HOPS - len(e))])
     blocks = sum(e[i: len(e) - BLOCK_HOPS + 1 + i] for i in range(BLOCK_HOPS)) / (BLOCK_HOPS * HOP)
     # A silent block measured from its sounds' energies and cross terms
-    # (levels.py) can come out a rounding error under zero: it is silence.
+    # (audio/levels) can come out a rounding error under zero: it is silence.
     np.maximum(blocks, 0.0, out=blocks)
     with np.errstate(divide="ignore"):
         levels = -0.691 + 10.0 * np.log10(blocks)

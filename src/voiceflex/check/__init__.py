@@ -12,7 +12,7 @@ from voiceflex.audio.rate import RATE, ms_to_samples
 from voiceflex.check import cue_verdicts, decoding, intelligibility, loudness_checks, tone_checks
 from voiceflex.check.recogniser import Recogniser
 from voiceflex.check.report import FAIL, PASS, UNCHECKED, Report, Row, SlotWarning
-from voiceflex.pipeline import Plan, render
+from voiceflex.planned import Plan, render
 from voiceflex.spoken import words
 
 __all__ = ["Report", "Row", "SlotWarning", "check"]
@@ -116,9 +116,8 @@ def _without_bed(plan: Plan, pcm, offset: int):
     import numpy as np
 
     from voiceflex.audio.mixer import CHUNK_SAMPLES
-    from voiceflex.pipeline import Track
 
-    levelled = Track(plan)
+    levelled = plan.track()
     try:
         for a in range(0, len(pcm), CHUNK_SAMPLES):
             b = min(a + CHUNK_SAMPLES, len(pcm))

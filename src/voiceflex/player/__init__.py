@@ -7,6 +7,7 @@ from voiceflex.player.keys import Command, KeyDecoder, Keys, NoKeys, terminal_ke
 from voiceflex.player.output import Output, Stream, default_output
 from voiceflex.player.render_thread import TrackRender, render_track
 from voiceflex.player.session import Outcome, Player, find_chapter
+from voiceflex.player.playback import play
 
 __all__ = [
     "MIN_COLUMNS",
@@ -24,6 +25,7 @@ __all__ = [
     "chapter_line",
     "default_output",
     "find_chapter",
+    "play",
     "render_track",
     "rich_view",
     "status_line",
