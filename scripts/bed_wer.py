@@ -38,11 +38,11 @@ def edit_distance(a: list[str], b: list[str]) -> int:
 
 def cue_errors(ref: str, music: str | None, model) -> list[tuple[int, int]]:
     """(errors, reference words) per speech cue of `ref` rendered with `music`."""
-    from voiceflex import pipeline
+    from voiceflex import pipeline, planned
     from voiceflex.audio.rate import RATE, ms_to_samples
 
     plan = pipeline.plan(ref, music=music)
-    pcm = np.concatenate(list(pipeline.render(plan))).astype(np.float32) / 32768.0
+    pcm = np.concatenate(list(planned.render(plan))).astype(np.float32) / 32768.0
     out = []
     for e in plan.timeline.events:
         if e.kind != "speech":

@@ -83,15 +83,16 @@ class Meta:
 
 
 def export_parts(timeline, meta, clips, tones, path, *, split=False, fmt="mp3", bitrate="64k", **kwargs):
-    """Export a hand-made timeline the way `voiceflex export` does: a pipeline.Track into export.write."""
-    from types import SimpleNamespace
+    """Export a hand-made timeline the way `voiceflex export` does: an audio.track.Track into export.write."""
+    from voiceflex import export
+    from voiceflex.audio.output import output_format
+    from voiceflex.audio.track import Track
+    from voiceflex.voice.cache import default_cache_dir
 
-    from voiceflex import export, pipeline
-
-    planned = pipeline.Plan(SimpleNamespace(tones=tones), timeline, clips)
-    track = pipeline.Track(planned, fmt=fmt, bitrate=bitrate)
+    output = output_format(fmt, bitrate)
+    track = Track(timeline, clips, tones, output=output, memo_dir=default_cache_dir() / "levels")
     write = export.write_split if split else export.write
     try:
-        return write(track, timeline, meta, path, fmt=fmt, bitrate=bitrate, **kwargs)
+        return write(track, timeline, meta, path, output=output, **kwargs)
     finally:
         track.close()

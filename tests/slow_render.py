@@ -8,10 +8,10 @@ machine would render, whatever the device's pace.
 import sys
 import time
 
-from voiceflex import cli, pipeline
+from voiceflex import cli, planned
 
 delay = float(sys.argv[1])
-real_render = pipeline.render
+real_render = planned.render
 
 
 def slow_render(*args, **kwargs):
@@ -20,5 +20,5 @@ def slow_render(*args, **kwargs):
         yield chunk
 
 
-pipeline.render = slow_render
+planned.render = slow_render
 sys.exit(cli.main(sys.argv[2:]))

@@ -13,6 +13,8 @@ import numpy as np
 import pytest
 
 from voiceflex import pipeline
+from voiceflex.audio.output import WAV
+from voiceflex.planned import Plan, render as render_plan
 from voiceflex.audio import bed as bedmod
 from voiceflex.audio import duck, mixer
 from voiceflex.audio.bedgen import LOOP
@@ -54,9 +56,9 @@ def _music(path: Path, seconds: float = 8.0) -> Path:
     return path
 
 
-def _bed_alone(plan: pipeline.Plan) -> tuple[np.ndarray, np.ndarray]:
+def _bed_alone(plan: Plan) -> tuple[np.ndarray, np.ndarray]:
     """The track (float, full scale 1) and the bed's part of it: the same level plan mixed without it."""
-    track = pipeline.Track(plan)
+    track = plan.track()
     try:
         whole = np.concatenate(list(track.read())).astype(np.float64) / 32768
         levels = track._planned()
@@ -223,14 +225,14 @@ def test_the_bed_sits_level_db_under_the_voice(tmp_path, fake_engine):
 
 def test_play_and_wav_export_are_the_same_samples_with_a_bed(tmp_path, fake_engine):
     plan = pipeline.plan(str(_routine(tmp_path, "drone")), engine=fake_engine)
-    played = np.concatenate(list(pipeline.render(plan)))
-    later = np.concatenate(list(pipeline.render(plan, start_sample=123_457)))
+    played = np.concatenate(list(render_plan(plan)))
+    later = np.concatenate(list(render_plan(plan, start_sample=123_457)))
     assert np.array_equal(played[123_457:], later)
-    track = pipeline.Track(plan)
+    track = plan.track()
     try:
         from voiceflex import export
 
-        path = export.write(track, plan.timeline, plan.routine, tmp_path / "out.wav", fmt="wav")
+        path = export.write(track, plan.timeline, plan.routine, tmp_path / "out.wav", output=WAV)
     finally:
         track.close()
     import wave
@@ -278,7 +280,7 @@ def test_lacrosse_release_has_a_soft_bed_by_default():
 def test_the_memo_key_includes_the_bed(tmp_path, fake_engine):
     path = str(_routine(tmp_path, "rain"))
     for music in ("rain", "drone", "none"):
-        list(pipeline.render(pipeline.plan(path, engine=fake_engine, music=music)))
+        list(render_plan(pipeline.plan(path, engine=fake_engine, music=music)))
     memos = list((Path(os.environ["VOICEFLEX_CACHE_DIR"]) / "levels").glob("*.json"))
     assert len(memos) == 3
 
@@ -382,13 +384,13 @@ def test_memory_stays_flat_over_two_hours_on_a_long_file_bed(tmp_path):
     # forking test process held before the exec.
     script = textwrap.dedent(f"""\
         import re
-        from voiceflex import pipeline
+        from voiceflex import pipeline, planned
         def peak_mb():
             with open("/proc/self/status") as f:
                 return int(re.search(r"VmHWM:\\s+(\\d+)", f.read()).group(1)) // 1024
         plan = pipeline.plan({str(routine)!r})
         before = peak_mb()
-        n = sum(len(c) for c in pipeline.render(plan))
+        n = sum(len(c) for c in planned.render(plan))
         print(n, before, peak_mb())
         """)
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True,

@@ -316,21 +316,6 @@ def test_chapter_file_names_stay_in_their_folder():
     assert names.chapter_file_name(7, 120, "Go", "mp3") == "007-go.mp3"
 
 
-def test_usage_errors_for_format_and_bitrate():
-    assert encoder.parse_bitrate("64k") == 64 and encoder.parse_bitrate(128) == 128
-    assert encoder.parse_bitrate(" 32K ") == 32
-    for bad in ["63k", "fast", "320k", "", "-64k"]:
-        with pytest.raises(UsageError, match="is not one"):
-            encoder.parse_bitrate(bad)
-    # MPEG-2 has them, but the encoder's distortion would break SPEC 5's peak limit.
-    for low in ["8k", "16k", "24k"]:
-        with pytest.raises(UsageError, match="too low") as caught:
-            encoder.parse_bitrate(low)
-        assert "32k" in caught.value.hint
-    with pytest.raises(UsageError):
-        encoder.check_format("ogg")
-
-
 def test_tags_are_id3v23_with_an_ordered_chapter_table(tmp_path):
     from mutagen.id3 import ID3, CTOCFlags
 

@@ -315,13 +315,13 @@ def test_a_sealed_levels_memo_is_used_and_a_changed_one_is_not(tmp_path, monkeyp
     import re
 
     import numpy as np
-    from test_audio import memo_routine, streamed
+    from test_level_memo import memo_routine, streamed
 
-    from voiceflex.audio import levels
+    from voiceflex.audio.levels.memo import Memo
 
     used = []
-    plan = levels._Memo.plan
-    monkeypatch.setattr(levels._Memo, "plan", lambda self, *a: used.append(plan(self, *a) is not None) or plan(self, *a))
+    plan = Memo.plan
+    monkeypatch.setattr(Memo, "plan", lambda self, *a: used.append(plan(self, *a) is not None) or plan(self, *a))
     tl, clips = memo_routine()
     plain = streamed(tl, clips)
     streamed(tl, clips, memo_dir=tmp_path)

@@ -23,14 +23,17 @@ from hypothesis import strategies as st
 
 from conftest import FakeClip, Meta
 
-from voiceflex import export, pipeline
+from voiceflex import export
 from voiceflex.audio.mixer import total_samples
+from voiceflex.audio.output import output_format
 from voiceflex.audio.rate import RATE, ms_to_samples
+from voiceflex.audio.track import Track
 from voiceflex.errors import EncoderError, Location
 from voiceflex.export import parallel, writer
 from voiceflex.export.parallel import EDGE, MARGIN, MAX_PARTS, MIN_PART, SILENCE
 from voiceflex.routine.model import DEFAULT_TONES
 from voiceflex.timeline import Chapter, Event, Timeline
+from voiceflex.voice.cache import default_cache_dir
 
 needs_ffmpeg = pytest.mark.skipif(not (shutil.which("ffmpeg") and shutil.which("ffprobe")),
                                   reason="needs ffmpeg and ffprobe")
@@ -289,9 +292,11 @@ def snr_db(signal: np.ndarray, decoded: np.ndarray) -> float:
     return 10 * np.log10((x @ x) / (noise @ noise))
 
 
-def make_track(timeline: Timeline, clips) -> pipeline.Track:
-    return pipeline.Track(pipeline.Plan(SimpleNamespace(tones=DEFAULT_TONES), timeline, clips),
-                          fmt="mp3", bitrate="64k")
+MP3_64K = output_format("mp3", "64k")
+
+
+def make_track(timeline: Timeline, clips) -> Track:
+    return Track(timeline, clips, DEFAULT_TONES, output=MP3_64K, memo_dir=default_cache_dir() / "levels")
 
 
 def export_on(cores: int, mp: pytest.MonkeyPatch, timeline: Timeline, clips, path: Path, *,
@@ -301,7 +306,7 @@ def export_on(cores: int, mp: pytest.MonkeyPatch, timeline: Timeline, clips, pat
     track = make_track(timeline, clips)
     try:
         return export.write(source(track) if source else track, timeline, Meta(), path,
-                            bitrate="64k", **kwargs)
+                            output=MP3_64K, **kwargs)
     finally:
         track.close()
 
@@ -657,7 +662,7 @@ def test_every_reader_of_a_track_whose_levels_fail_gets_the_error_once(material,
         calls.append(threading.current_thread().name)
         raise EncoderError("no levels")
 
-    monkeypatch.setattr("voiceflex.audio.levels.plan_levels", failing)
+    monkeypatch.setattr("voiceflex.audio.levels.stream_levels", failing)
     track = make_track(timeline, clips)
     errors = []
 

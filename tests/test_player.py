@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from voiceflex import pipeline
+from voiceflex.planned import render as render_plan
 from voiceflex.audio.rate import RATE
 from voiceflex.errors import DeviceError, Location, UsageError
 from voiceflex.player import (
@@ -465,7 +466,7 @@ def test_render_track_is_the_rendered_samples(tmp_path, fake_engine):
     plan = pipeline.plan(str(path), engine=fake_engine)
     track = render_track(plan)
     assert track.dtype == np.int16
-    assert np.array_equal(track, np.concatenate(list(pipeline.render(plan))))
+    assert np.array_equal(track, np.concatenate(list(render_plan(plan))))
 
 
 def test_track_render_fills_the_buffer_in_order_while_it_is_read(tmp_path, fake_engine):
@@ -479,7 +480,7 @@ def test_track_render_fills_the_buffer_in_order_while_it_is_read(tmp_path, fake_
         render.ready(1)  # the first samples are final: a player may start on them
         assert render.filled >= 1
         render.ready(render.total)
-        assert np.array_equal(render.samples, np.concatenate(list(pipeline.render(plan))))
+        assert np.array_equal(render.samples, np.concatenate(list(render_plan(plan))))
     finally:
         render.close()
 
@@ -495,7 +496,7 @@ def test_track_render_hands_its_failure_to_whoever_waits(tmp_path, fake_engine, 
         yield np.zeros(10, np.int16)
         raise RuntimeError("mixer broke")
 
-    monkeypatch.setattr(pipeline, "render", broken)
+    monkeypatch.setattr("voiceflex.planned.render", broken)
     render = TrackRender(plan)
     with pytest.raises(RuntimeError, match="mixer broke"):
         render.ready(render.total)
@@ -527,7 +528,7 @@ def test_play_command_with_a_fake_device(tmp_path, fake_engine, monkeypatch, cap
         backends.append(FakeBackend(clock))
         return backends[-1]
 
-    monkeypatch.setattr(player, "default_backend", fake_backend)
+    monkeypatch.setattr("voiceflex.player.playback.default_backend", fake_backend)
     monkeypatch.setattr("voiceflex.player.engine.NoKeys", lambda: NoKeys(sleep=clock.sleep))
     assert cli.main(["play", str(path), "--from", "sec"]) == 0
     out = capsys.readouterr().out

@@ -232,6 +232,7 @@ def _export(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from voiceflex import pipeline
+    from voiceflex.audio import output as formats
     from voiceflex.errors import UsageError
     from voiceflex.routine import builtin_names
 
@@ -247,10 +248,11 @@ def _export(args: argparse.Namespace) -> int:
         where = "-o" if output.source == "cli" else f"`output` ({settings.describe(output)})"
         raise UsageError(f"{where} names the file {existing}, not a folder",
                          hint="give the folder to write to: the file is named after the routine")
+    output_format = formats.output_format(args.format, settings.bitrate)
     for ref in builtin_names() if args.all else [args.routine]:
         with _voice_progress("Rendering voice cues") as voice_progress, \
                 _voice_progress(f"Exporting {ref}") as progress:
-            path = pipeline.export(ref, settings=settings, fmt=args.format, split=args.split,
+            path = pipeline.export(ref, settings=settings, output=output_format, split=args.split,
                                    on_voice_progress=voice_progress, on_progress=progress,
                                    on_warning=_warn)
         print(path)
@@ -259,37 +261,22 @@ def _export(args: argparse.Namespace) -> int:
 
 def _play(args: argparse.Namespace) -> int:
     import shlex
-    from contextlib import nullcontext
 
     from voiceflex import pipeline, player
-    from voiceflex.errors import DeviceError
 
     with _voice_progress("Rendering voice cues") as progress:
         plan = pipeline.plan(args.routine, options.settings(args), on_voice_progress=progress)
     _warn_all(plan.timeline)
     chapter = player.find_chapter(plan.timeline, args.start) if args.start is not None else 0
-    # Rendered while it plays: the device starts on the first seconds.
-    track = player.TrackRender(plan)
     # Keys only from a terminal we are in the foreground of: changing the
     # terminal's mode from a background job would stop us (SIGTTOU).
     stdin = sys.stdin
     keyed = stdin is not None and stdin.isatty() and os.tcgetpgrp(stdin.fileno()) == os.getpgrp()
-    try:
-        try:
-            session = player.Player(track.samples, plan.timeline, player.default_backend(),
-                                    ready=track.ready)
-            session.start(session.starts[chapter])  # opens the device: no display if there is none
-        except DeviceError as exc:
-            raise DeviceError(f"{exc}; to listen elsewhere: voiceflex export {shlex.quote(args.routine)}") from None
-        try:
-            with player.terminal_keys(stdin.fileno()) if keyed else nullcontext() as keys, \
-                    _play_view(plan.timeline, keys=keyed) as show:
-                outcome = session.run(start_at=None, keys=keys, on_update=show)
-                show(session, outcome.how)
-        finally:
-            session.stop()  # also when the terminal or display failed before `run` took over
-    finally:
-        track.close()
+    with player.play(plan, chapter=chapter, keys_fd=stdin.fileno() if keyed else None,
+                     device_hint=f"to listen elsewhere: voiceflex export {shlex.quote(args.routine)}"
+                     ) as (session, keys), _play_view(plan.timeline, keys=keyed) as show:
+        outcome = session.run(start_at=None, keys=keys, on_update=show)
+        show(session, outcome.how)
     return EXIT_OK
 
 

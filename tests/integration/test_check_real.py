@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 
 from voiceflex import pipeline
+from voiceflex.planned import render as render_plan
 from voiceflex.audio.rate import RATE, ms_to_samples
 from voiceflex.check import check
 
@@ -34,7 +35,7 @@ def voice_cache(tmp_path_factory):
 def hip(voice_cache):
     """The built-in hip-flexor-stretch: its plan and its rendered samples."""
     plan = pipeline.plan("hip-flexor-stretch")
-    return plan, np.concatenate(list(pipeline.render(plan)))
+    return plan, np.concatenate(list(render_plan(plan)))
 
 
 def write_wav(path: Path, samples: np.ndarray) -> Path:
@@ -77,7 +78,7 @@ def test_correct_renders_pass(ref):
     # The long built-ins without transcription (test_intelligibility_real measures them).
     report = check(pipeline.plan(str(ref)), transcribe=ref not in BUILT_IN)
     assert_cues_and_tones_pass(report)
-    assert report.passed, failures(report)  # levels too: pipeline.render gives -16 LUFS, <= -1 dBTP
+    assert report.passed, failures(report)  # levels too: planned.render gives -16 LUFS, <= -1 dBTP
 
 
 def test_an_mp3_with_its_lame_header_decodes_in_line_with_the_plan(hip, tmp_path):
@@ -167,7 +168,7 @@ def test_cli_json_report_and_exit_status(tmp_path):
 def test_cli_table_shows_a_broken_file_and_exits_1(tmp_path):
     routine = str(OURS[0])
     plan = pipeline.plan(routine)
-    samples = np.concatenate(list(pipeline.render(plan)))
+    samples = np.concatenate(list(render_plan(plan)))
     wav = write_wav(tmp_path / "quiet.wav", np.zeros_like(samples))
     result = run("check", routine, "--audio", str(wav))
     assert result.returncode == 1, result.stderr

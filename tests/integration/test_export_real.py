@@ -23,6 +23,7 @@ from conftest import FakeClip as Clip, Meta, export_parts
 
 from voiceflex import export, pipeline
 from voiceflex.audio.mixer import total_samples
+from voiceflex.audio.output import output_format
 from voiceflex.audio.rate import RATE
 from voiceflex.errors import EncoderError, Location
 from voiceflex.export import atomic, parallel, writer
@@ -325,10 +326,10 @@ def test_builtin_routine_encoded_in_parts_is_one_encode_spliced(desk_reset, tmp_
     outs = {}
     for cores in (2, 1):
         monkeypatch.setattr(writer, "_cores", lambda cores=cores: cores)
-        track = pipeline.Track(plan, fmt="mp3", bitrate="64k")
+        track = plan.track(output_format("mp3", "64k"))
         try:
             outs[cores] = export.write(track, plan.timeline, plan.routine,
-                                       tmp_path / f"{cores}" / "desk-reset.mp3")
+                                       tmp_path / f"{cores}" / "desk-reset.mp3", output=track.output)
         finally:
             track.close()
         assert sorted(p.name for p in outs[cores].parent.iterdir()) == ["desk-reset.mp3"]

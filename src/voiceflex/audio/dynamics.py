@@ -4,7 +4,7 @@ Why speech needs it: espeak's voice peaks 14-19 dB above its own loudness
 (measured on real cues), and a routine's mix is a further 2-3 dB quieter
 than its cues, because short cues, countdown numbers and pauses put
 part-empty 400 ms blocks into the gated average.  An MP3 at -16 LUFS and
--1 dBTP leaves a mix ~13.7 dB from loudness to peak (levels.py), so the
+-1 dBTP leaves a mix ~13.7 dB from loudness to peak (audio/levels), so the
 loudest cues need several dB of peak reduction.
 
 What was measured on real espeak cues before choosing a soft clipper:
@@ -80,7 +80,7 @@ def shape(x: np.ndarray, max_plr_db: float, loudness_db: float) -> tuple[np.ndar
 def shape_threshold(x: np.ndarray, max_plr_db: float,
                     loudness_db: float) -> tuple[np.ndarray, float, float | None, float]:
     """As `shape`, with the threshold the result was clipped at (dBFS; None: `x` as it was)
-    and the search's estimate of the result's loudness (how close: levels.ESTIMATED_LOSS_DB).
+    and the search's estimate of the result's loudness (how close: levels.clips.ESTIMATED_LOSS_DB).
 
     `soft_clip(x, 10 ** (threshold / 20))` gives the result again, exactly,
     without the search.

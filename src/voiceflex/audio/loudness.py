@@ -18,7 +18,7 @@ applied in the frequency domain to each sound rather than to the track:
 K-weighting is linear, so the K-weighted track is the sum of the K-weighted
 sounds at their places (each with its 50 ms tail, beyond which the filter's
 impulse response holds 1e-11 of its energy), so a mix is measured from its
-sounds without rendering it (see levels.py).  tests/test_audio.py checks the meter against
+sounds without rendering it (see audio/levels).  tests/test_audio.py checks the meter against
 pyloudnorm, the integration tests check exports against ffmpeg's ebur128.
 """
 
@@ -119,7 +119,7 @@ def gated_loudness(energies: np.ndarray) -> float:
         e = np.concatenate([e, np.zeros(BLOCK_HOPS - len(e))])
     blocks = sum(e[i: len(e) - BLOCK_HOPS + 1 + i] for i in range(BLOCK_HOPS)) / (BLOCK_HOPS * HOP)
     # A silent block measured from its sounds' energies and cross terms
-    # (levels.py) can come out a rounding error under zero: it is silence.
+    # (audio/levels) can come out a rounding error under zero: it is silence.
     np.maximum(blocks, 0.0, out=blocks)
     with np.errstate(divide="ignore"):
         levels = -0.691 + 10.0 * np.log10(blocks)

@@ -11,7 +11,7 @@ from pathlib import Path
 from voiceflex.audio.rate import RATE, ms_to_samples
 from voiceflex.check import intelligibility, levels, speech, tones, track
 from voiceflex.check.report import FAIL, PASS, UNCHECKED, Report, Row, SlotWarning
-from voiceflex.pipeline import Plan, render
+from voiceflex.planned import Plan, render
 from voiceflex.spoken import words
 
 __all__ = ["Report", "Row", "SlotWarning", "check"]
@@ -115,9 +115,8 @@ def _without_bed(plan: Plan, pcm, offset: int):
     import numpy as np
 
     from voiceflex.audio.mixer import CHUNK_SAMPLES
-    from voiceflex.pipeline import Track
 
-    levelled = Track(plan)
+    levelled = plan.track()
     try:
         for a in range(0, len(pcm), CHUNK_SAMPLES):
             b = min(a + CHUNK_SAMPLES, len(pcm))

@@ -8,11 +8,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from voiceflex.audio.output import MAX_TRUE_PEAK_DBTP, TARGET_LUFS
 from voiceflex.timeline import Event, number_words
 
-TARGET_LUFS = -16.0  # SPEC 5
 LOUDNESS_TOLERANCE_LU = 1.0
-MAX_TRUE_PEAK_DBTP = -1.0
 CLIP_LEVEL = 32767  # |sample| at or above this is clipped (int16 full scale)
 # The plan never lets speech overlap, but a cue that ends this close to the
 # next one runs into it for a listener.

@@ -1,9 +1,9 @@
 """Exporting a routine for phones: MP3 (or WAV) files with tags, chapters and cover art.
 
-    write(track, timeline, routine, path, fmt="mp3", bitrate="64k", on_progress=None) -> Path
-    write_split(track, timeline, routine, folder, ...) -> Path   # the .m3u8 playlist
+    write(track, timeline, routine, path, output=OutputFormat, on_progress=None) -> Path
+    write_split(track, timeline, routine, folder, output=...) -> Path   # the .m3u8 playlist
 
-`track` is a pipeline.Track: the routine's samples, levelled for the format.
+`track` is an audio.track.Track: the routine's samples, levelled for `output`.
 """
 
 from voiceflex.export.names import slug

@@ -22,7 +22,6 @@ Facts measured on ffmpeg 5.1 / LAME 3.100 that set the MP3 settings and levels:
 from __future__ import annotations
 
 import os
-import re
 import shutil
 import signal
 import subprocess
@@ -34,25 +33,9 @@ from pathlib import Path
 import numpy as np
 
 from voiceflex.audio.rate import RATE
-from voiceflex.errors import EncoderError, MissingComponentError, UsageError
+from voiceflex.errors import EncoderError, MissingComponentError
 
-FORMATS = ("mp3", "wav")
-# MPEG-2 layer III (22.05 kHz) bitrates, kbit/s, from 32: below it LAME's
-# distortion lifts speech's true peak too far for SPEC 5's -1 dBTP (measured
-# on the built-in routines and a 30-minute one, mixed for -2.6 dBTP: decoded
-# peaks up to -0.6 dBTP at 24k, +0.5 at 16k, +2.7 at 8k; at 32k -1.4 at most).
-MP3_BITRATES = (32, 40, 48, 56, 64, 80, 96, 112, 128, 144, 160)
-_TOO_LOW = (8, 16, 24)  # bitrates an MP3 at 22.05 kHz can have, refused above
-
-TARGET_LUFS = -16.0  # SPEC 5
-MAX_TRUE_PEAK_DBTP = -1.0  # SPEC 5
 LAME_QUALITY = 7  # see above: keeps peaks, and is fast
-LAME_LEVEL_DB = -0.45
-PEAK_SAFETY_DB = 0.3
-# (lowest bitrate, worst true-peak rise from mix to decoded file, LAME's
-# level change included), highest first.  Measured: +0.3 at 64k, +0.6 at 48k,
-# +1.3 at 32k, -0.3 at 96k and 128k.
-_MP3_PEAK_RISE = ((96, 0.0), (64, 0.4), (48, 0.8), (0, 1.3))
 
 FFMPEG_HINT = "install ffmpeg: sudo apt-get install ffmpeg"
 # How long ffmpeg may take for a track: LAME encodes ~800 times faster than
@@ -60,37 +43,6 @@ FFMPEG_HINT = "install ffmpeg: sudo apt-get install ffmpeg"
 # loaded machine, and still ends an encoder that hangs.
 TIMEOUT_BASE_S = 60.0
 TIMEOUT_PER_AUDIO_S = 0.25
-
-
-def parse_bitrate(bitrate: str | int) -> int:
-    """'64k' (or 64) as kbit/s; UsageError for anything an MP3 at 22.05 kHz cannot be."""
-    text = str(bitrate).strip().lower()
-    digits = text[:-1] if text.endswith("k") else text
-    # ASCII digits only, and few: str.isdigit() also takes "²" and "①", which int() refuses.
-    kbps = int(digits) if re.fullmatch(r"[0-9]{1,4}", digits) else None
-    if kbps in MP3_BITRATES:
-        return kbps
-    choices = ", ".join(f"{b}k" for b in MP3_BITRATES)
-    if kbps in _TOO_LOW:
-        raise UsageError(f"bitrate {bitrate!r} is too low: the MP3 encoder would lift the voice's "
-                         "peaks above -1 dBTP", hint=f"use one of {choices} (64k is the default)")
-    raise UsageError(f"bitrate {bitrate!r} is not one an MP3 at 22.05 kHz can have",
-                     hint=f"use one of {choices}")
-
-
-def check_format(fmt: str) -> str:
-    fmt = fmt.lower()
-    if fmt not in FORMATS:
-        raise UsageError(f"unknown format {fmt!r}", hint=f"use one of {', '.join(FORMATS)}")
-    return fmt
-
-
-def levels_for(fmt: str, kbps: int) -> tuple[float, float]:
-    """(loudness, true-peak ceiling) to mix at, so the file measures -16 LUFS and <= -1 dBTP."""
-    if fmt == "wav":
-        return TARGET_LUFS, MAX_TRUE_PEAK_DBTP - 0.2  # rounding to int16, finer oversampling
-    rise = next(r for lowest, r in _MP3_PEAK_RISE if kbps >= lowest)
-    return TARGET_LUFS - LAME_LEVEL_DB, MAX_TRUE_PEAK_DBTP - rise - PEAK_SAFETY_DB
 
 
 def ffmpeg_path(needed_for: str = "it encodes MP3 files") -> str:

@@ -46,7 +46,7 @@ MAX_PARTS = 4
 
 
 class Source(Protocol):
-    """The track (pipeline.Track): int16 chunks of any span, read from any thread."""
+    """The track (audio.track.Track): int16 chunks of any span, read from any thread."""
 
     def read(self, start: int = 0, stop: int | None = None) -> Iterator[np.ndarray]: ...
 

@@ -12,12 +12,13 @@ from typing import Protocol
 import numpy as np
 
 from voiceflex.audio.mixer import total_samples
+from voiceflex.audio.output import OutputFormat
 from voiceflex.audio.rate import ms_to_samples
 from voiceflex.errors import EncoderError
 from voiceflex.export.atomic import prepare_folder, staged
 from voiceflex.export.cover import cover_png
 from voiceflex.export import manifest, parallel
-from voiceflex.export.encoder import Sink, check_format, check_written, open_sink, parse_bitrate
+from voiceflex.export.encoder import Sink, check_written, open_sink
 from voiceflex.export.names import chapter_file_name, playlist_title
 from voiceflex.export.parallel import Source
 from voiceflex.export.tags import ALBUM, DEFAULT_ARTIST, Tags, write_tags
@@ -40,13 +41,12 @@ def write(
     routine: RoutineMeta,
     path: Path,
     *,
-    fmt: str = "mp3",
-    bitrate: str = "64k",
+    output: OutputFormat,
     on_progress: Progress | None = None,
 ) -> Path:
     """Write `track`, the samples of `timeline`, into `path` (MP3 with tags and chapters, or WAV); returns `path`.
 
-    `track` (a pipeline.Track, levelled for `fmt`) is read only once the
+    `track` (an audio.track.Track, levelled for `output`) is read only once the
     encoders are running, so they start up while the levels are planned.  A
     long MP3 is encoded in parts on all cores (parallel.py).  The file
     appears under
@@ -55,8 +55,7 @@ def write(
     name is untouched and nothing else is left behind.  `on_progress(done,
     total)` is called in samples as the track is encoded.
     """
-    fmt = check_format(fmt)
-    kbps = parse_bitrate(bitrate) if fmt == "mp3" else 0
+    fmt, kbps = output.format, output.kbps
     path = Path(path)
     prepare_folder(path.parent)
     cover = _Cover(routine.title, routine.author) if fmt == "mp3" else None
@@ -84,8 +83,7 @@ def write_split(
     routine: RoutineMeta,
     folder: Path,
     *,
-    fmt: str = "mp3",
-    bitrate: str = "64k",
+    output: OutputFormat,
     on_progress: Progress | None = None,
 ) -> Path:
     """One file per chapter in `folder` (01-set-up.mp3, ...) and an .m3u8 playlist, returned.
@@ -98,8 +96,7 @@ def write_split(
     previous export wrote and this one does not are then removed.  Files
     voiceflex did not write are never replaced or removed (manifest.py).
     """
-    fmt = check_format(fmt)
-    kbps = parse_bitrate(bitrate) if fmt == "mp3" else 0
+    fmt, kbps = output.format, output.kbps
     folder = Path(folder)
     chapters = _chapters(timeline)
     names = [chapter_file_name(i + 1, len(chapters), c.title, fmt) for i, c in enumerate(chapters)]

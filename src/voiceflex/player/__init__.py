@@ -8,6 +8,7 @@ from voiceflex.player.engine import (
     Command, Keys, NoKeys, Outcome, Player, TrackRender, find_chapter, render_track,
 )
 from voiceflex.player.keys import KeyDecoder, terminal_keys
+from voiceflex.player.playback import play
 
 __all__ = [
     "MIN_COLUMNS",
@@ -25,6 +26,7 @@ __all__ = [
     "chapter_line",
     "default_backend",
     "find_chapter",
+    "play",
     "render_track",
     "rich_view",
     "status_line",

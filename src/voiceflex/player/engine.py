@@ -16,7 +16,7 @@ from voiceflex.errors import UsageError
 if TYPE_CHECKING:
     import numpy as np
 
-    from voiceflex.pipeline import Plan
+    from voiceflex.planned import Plan
     from voiceflex.player.backend import Backend, Stream
     from voiceflex.timeline import Timeline
 
@@ -55,7 +55,7 @@ class NoKeys:
 
 
 def render_track(plan: Plan) -> np.ndarray:
-    """The whole routine as one int16 array: exactly the samples `pipeline.render` gives, which export writes.
+    """The whole routine as one int16 array: exactly the samples `planned.render` gives, which export writes.
 
     Played as one buffer (see simpleaudio_backend for why not in blocks);
     30 minutes take 76 MiB.
@@ -74,7 +74,7 @@ class TrackRender:
     `play` starts while the rest is rendered into the same buffer; the
     backend hands the device a sample only after `ready` said it is final
     (see backend.Backend.play).  The samples are exactly those of
-    `pipeline.render`, which export writes.
+    `planned.render`, which export writes.
     """
 
     def __init__(self, plan: Plan):
@@ -113,10 +113,10 @@ class TrackRender:
             self._changed.notify_all()
 
     def _fill(self, plan: Plan) -> None:
-        from voiceflex import pipeline
+        from voiceflex import planned
 
         try:
-            chunks = pipeline.render(plan)
+            chunks = planned.render(plan)
             try:
                 for chunk in chunks:
                     start, end = self._filled, self._filled + len(chunk)

@@ -36,7 +36,7 @@ class ToneSpec:
 # second harmonic, which would sound, and measure in `check`, as the higher
 # tone.  All sit under the voice.  The tick lasts 80 ms: a hold of nothing
 # but ticks must still reach -16 LUFS under the peak limit once the tones
-# are raised (levels.py), and a 40 ms tick, mostly its fades, peaked out at
+# are raised (audio/levels), and a 40 ms tick, mostly its fades, peaked out at
 # -18.1 LUFS.
 DEFAULT_TONES: dict[str, ToneSpec] = {
     "start": ToneSpec(932.33, 180),

@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from voiceflex import __version__
+from voiceflex.audio.output import output_format
 from voiceflex.config import KEYS, Settings
 from voiceflex.errors import RoutineError, VoiceflexError
 from voiceflex.serve.catalog import Entry
@@ -101,6 +102,7 @@ class Renders:
                  max_renders: int = 2, on_event: OnEvent | None = None):
         self.cache_dir = Path(cache_dir)
         self.settings = settings or Settings()
+        self.output = output_format("mp3", self.settings.bitrate)  # every render and pack
         self.engine = engine  # None: the engine each routine names
         self.on_event = on_event
         self.exports = 0  # tracks and packs exported by this process (a test counts them)
@@ -199,7 +201,7 @@ class Renders:
             return cached
         routine, timeline = planned.routine, planned.timeline
         with self._scratch() as scratch:
-            mp3 = pipeline.export(entry.ref, scratch, self.settings, fmt="mp3", planned=planned,
+            mp3 = pipeline.export(entry.ref, scratch, self.settings, output=self.output, planned=planned,
                                   on_progress=self._check)
             os.replace(mp3, scratch / "track.mp3")
             png = cover_png(routine.title, routine.author)
@@ -227,8 +229,8 @@ class Renders:
             if self._key(planned.routine) != track.key:
                 raise VoiceflexError(f"{entry.ref} changed while its pack was made; ask again")
             with self._scratch() as scratch:
-                playlist = pipeline.export(entry.ref, scratch / "split", self.settings, fmt="mp3",
-                                           split=True, planned=planned, on_progress=self._check)
+                playlist = pipeline.export(entry.ref, scratch / "split", self.settings,
+                                           output=self.output, split=True, planned=planned, on_progress=self._check)
                 temp = scratch / "pack.zip"
                 # Stored, not deflated: MP3 does not shrink, and a phone unpacks it at once.
                 with zipfile.ZipFile(temp, "w", zipfile.ZIP_STORED) as z:
