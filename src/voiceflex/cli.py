@@ -132,6 +132,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("routine", metavar="ROUTINE")
     p.add_argument("--audio", metavar="FILE", help="check this file (e.g. an exported MP3) instead of a fresh render")
     p.add_argument("--json", action="store_true", help="print the report as JSON (docs/check.md)")
+    p.add_argument("--strict", action="store_true",
+                   help="fail when the cues' word error rate is over the documented limit (docs/check.md)")
     options.voice_options(p)
     _music_flag(p)
     p = command("serve", _serve, "serve routines to a phone on the local network: a page, a podcast feed, the MP3s")
@@ -191,6 +193,7 @@ def _validate(args: argparse.Namespace) -> int:
             print(f"voiceflex: {exc}", file=sys.stderr)
             status = max(status, exc.exit_code)
         else:
+            _warn_all(timeline)
             cues = sum(e.kind == "speech" for e in timeline.events)
             print(f"{ref}: ok ({_count(len(timeline.chapters), 'chapter')}, {_count(cues, 'spoken cue')})")
     return status
@@ -202,6 +205,7 @@ def _plan(args: argparse.Namespace) -> int:
     with _voice_progress("Rendering voice cues") as progress:
         plan = pipeline.plan(args.routine, options.settings(args), on_voice_progress=progress)
     timeline = plan.timeline
+    _warn_all(timeline)
     if args.json:
         json.dump(timeline.to_json(), sys.stdout, indent=2, ensure_ascii=False)
         sys.stdout.write("\n")
@@ -247,7 +251,8 @@ def _export(args: argparse.Namespace) -> int:
         with _voice_progress("Rendering voice cues") as voice_progress, \
                 _voice_progress(f"Exporting {ref}") as progress:
             path = pipeline.export(ref, settings=settings, fmt=args.format, split=args.split,
-                                   on_voice_progress=voice_progress, on_progress=progress)
+                                   on_voice_progress=voice_progress, on_progress=progress,
+                                   on_warning=_warn)
         print(path)
     return EXIT_OK
 
@@ -261,6 +266,7 @@ def _play(args: argparse.Namespace) -> int:
 
     with _voice_progress("Rendering voice cues") as progress:
         plan = pipeline.plan(args.routine, options.settings(args), on_voice_progress=progress)
+    _warn_all(plan.timeline)
     chapter = player.find_chapter(plan.timeline, args.start) if args.start is not None else 0
     # Rendered while it plays: the device starts on the first seconds.
     track = player.TrackRender(plan)
@@ -292,14 +298,16 @@ def _check(args: argparse.Namespace) -> int:
 
     with _voice_progress("Rendering voice cues") as progress:
         plan = pipeline.plan(args.routine, options.settings(args), on_voice_progress=progress)
+    _warn_all(plan.timeline)
     with _voice_progress("Listening to the cues") as progress:
-        report = check.check(plan, args.audio, on_progress=progress)
+        report = check.check(plan, args.audio, on_progress=progress, strict=args.strict)
     if args.json:
         json.dump(report.to_json(), sys.stdout, indent=2, ensure_ascii=False)
         sys.stdout.write("\n")
     else:
-        _table(["time", "kind", "cue", "verdict", "why"],
-               [(_clock(r.start_ms), r.kind, r.label if r.kind == "speech" else f"[{r.label}]", r.verdict, r.reason)
+        _table(["time", "kind", "cue", "verdict", "why", "wer"],
+               [(_clock(r.start_ms), r.kind, r.label if r.kind == "speech" else f"[{r.label}]", r.verdict, r.reason,
+                 "" if r.details.get("wer") is None else f"{r.details['wer']:.0%}")
                 for r in report.rows])
         for w in report.warnings:
             print(f"warning: {_clock(w.start_ms)} \"{w.label}\": {w.message}")
@@ -309,6 +317,16 @@ def _check(args: argparse.Namespace) -> int:
         print()
         print(f"{report.audio or 'rendered'}: {report.summary()}")
     return EXIT_OK if report.passed else EXIT_FAILURE
+
+
+def _warn(warning) -> None:
+    """A routine warning on stderr, located like an error: `FILE:LINE:COL: warning: ...`."""
+    print(f"{warning.location}: warning: {warning.message}", file=sys.stderr)
+
+
+def _warn_all(timeline) -> None:
+    for warning in timeline.warnings:
+        _warn(warning)
 
 
 def _measured(value: float | int | None, unit: str) -> str:

@@ -203,12 +203,14 @@ def render(plan: Plan, *, fmt: str = "wav", bitrate: str = "64k",
 
 def export(ref: str, out_dir: Path | None = None, settings: Settings | None = None, *, fmt: str = "mp3",
            split: bool = False, on_voice_progress: Progress | None = None,
-           on_progress: Progress | None = None, planned: Plan | None = None) -> Path:
+           on_progress: Progress | None = None, planned: Plan | None = None,
+           on_warning: Callable[[Diagnostic], None] | None = None) -> Path:
     """Render a routine into `out_dir/<name>.<fmt>` (or, split, a folder of chapters and a playlist).
 
     `out_dir` defaults to the settings' `output`; MP3s take the settings' `bitrate`.
     `planned`, the routine's plan made beforehand with the same settings, is
     exported as it is (a caller that needs the plan too then plans once).
+    `on_warning` gets each of the routine's warnings (Timeline.warnings) once it is planned.
     """
     from voiceflex import export as sink
     from voiceflex.export.encoder import check_format, parse_bitrate
@@ -221,6 +223,8 @@ def export(ref: str, out_dir: Path | None = None, settings: Settings | None = No
         parse_bitrate(bitrate)  # a bad argument is reported before any work
     if planned is None:
         planned = plan(ref, settings, on_voice_progress=on_voice_progress)
+    for warning in planned.timeline.warnings if on_warning is not None else ():
+        on_warning(warning)
     name = _file_stem(ref)
     track = Track(planned, fmt=fmt, bitrate=bitrate)
     try:

@@ -8,12 +8,13 @@ from dataclasses import dataclass, field
 from typing import Any, Callable
 
 from voiceflex.errors import Diagnostic, Location, RoutineError
-from voiceflex.routine.durations import MS_PER_HOUR, format_clock
+from voiceflex.routine.durations import MS_PER_HOUR, duration_words, format_clock
 from voiceflex.routine.loader import PLACEHOLDER_PATTERN
 from voiceflex.routine.model import (
     Breathe, Hold, Include, Pause, PlayTone, Repeat, Routine, Say, Sides, Step, Text,
 )
 from voiceflex.routine.schema import MAX_EVENTS, MAX_HOURS, MAX_TEXT
+from voiceflex.spoken import describe, has_words, number_words, strip_unspeakable
 
 
 @dataclass(frozen=True)
@@ -76,6 +77,8 @@ class Timeline:
     duration_ms: int
     chapters: tuple[Chapter, ...]
     events: tuple[Event, ...]
+    # What the author may want to fix though it is no error (not part of the plan's JSON).
+    warnings: tuple[Diagnostic, ...] = field(default=(), compare=False)
     spans: tuple[Span, ...] = field(default=(), compare=False)  # sorted by start; not in to_json
 
     def to_json(self) -> dict[str, Any]:
@@ -140,6 +143,7 @@ class _Compiler:
         self.spans: list[Span] = []
         self.rests: list[tuple[int, Hold]] = []  # (start, rest) to announce, once the chapters are known
         self.errors: dict[tuple[Location, str], None] = {}
+        self.warnings: dict[tuple[Location, str], None] = {}
         self.limit_ms = MAX_HOURS * MS_PER_HOUR
 
     def error(self, location: Location, message: str) -> None:
@@ -168,7 +172,7 @@ class _Compiler:
             if token in ("{{", "}}"):
                 return token[0]
             if name not in bound:
-                where = "a hold" if name == "seconds" else ("`sides`" if name == "side" else "`repeat`")
+                where = "a hold" if name in ("seconds", "duration") else ("`sides`" if name == "side" else "`repeat`")
                 self.error(text.location, f"`{{{name}}}` is only known inside {where}")
                 return token
             return str(bound[name])
@@ -179,9 +183,22 @@ class _Compiler:
         return filled
 
     def speech(self, start: int, text: str, source: Location) -> int:
+        self.speakable(text, source)
         end = start + max(0, int(self.speech_ms(text)))
         self.add(_Raw("speech", start, end, source, text=text))
         return end
+
+    def speakable(self, text: str, source: Location) -> None:
+        """Report a cue no voice can say (an error) or one with characters it cannot (a warning)."""
+        dropped = strip_unspeakable(text)[1]
+        named = ", ".join(describe(c) for c in dropped[:3]) + (", ..." if len(dropped) > 3 else "")
+        shown = f'"{_short(text)}"' if text.isprintable() else repr(_short(text))
+        if not has_words(text):
+            what = f"only {named}" if dropped else "only punctuation"
+            self.error(source, f"nothing in {shown} can be spoken ({what}); write the cue in words")
+        elif dropped:
+            self.warnings[(source, f"{named} cannot be spoken and {'is' if len(dropped) == 1 else 'are'} "
+                                   f"left out of {shown}")] = None
 
     def tone(self, start: int, name: str, source: Location, length: int | None = None) -> int:
         spec = self.tones[name]
@@ -299,7 +316,7 @@ class _Compiler:
 
     def hold(self, h: Hold, t0: int, bound: dict[str, Any]) -> int:
         d = h.ms
-        inner = {**bound, "seconds": d // 1000}
+        inner = {**bound, "seconds": d // 1000, "duration": duration_words(d)}
         self.span("HOLD" if h.start_tone else "REST", t0, t0 + d, bound)
         if self.routine.announce and not h.start_tone and h.say is None:
             self.rests.append((t0, h))
@@ -411,8 +428,9 @@ class _Compiler:
             while index + 1 < len(chapters) and chapters[index + 1].start_ms <= e.start:
                 index += 1
             events.append(Event(e.kind, e.start, e.end, index, e.source, e.text, e.name, e.freq))
+        warnings = tuple(Diagnostic(loc, msg) for loc, msg in self.warnings)
         spans = tuple(sorted(self.spans, key=lambda s: s.start_ms))
-        return Timeline(self.routine.title, duration, chapters, tuple(events), spans)
+        return Timeline(self.routine.title, duration, chapters, tuple(events), warnings, spans)
 
 
 def _merged(events: list[_Raw]) -> tuple[list[int], list[int]]:
@@ -435,31 +453,3 @@ def _short(text: str | None, limit: int = 40) -> str:
 
 def _clock(ms: int) -> str:
     return format_clock(ms, decimals=3)  # to the millisecond: overlaps can be that short
-
-
-def duration_words(ms: int) -> str:
-    """A length as spoken: "10 seconds", "1 minute", "1 minute 30 seconds" (whole seconds, at least one)."""
-    hours, rest = divmod(max(1, round(ms / 1000)), 3600)
-    minutes, seconds = divmod(rest, 60)
-    parts = [f"{n} {unit}{'s' if n != 1 else ''}"
-             for n, unit in ((hours, "hour"), (minutes, "minute"), (seconds, "second")) if n]
-    return " ".join(parts)
-
-
-_ONES = ("zero one two three four five six seven eight nine ten eleven twelve thirteen "
-         "fourteen fifteen sixteen seventeen eighteen nineteen").split()
-_TENS = "_ _ twenty thirty forty fifty sixty seventy eighty ninety".split()
-
-
-def number_words(n: int) -> str:
-    """English words for 0 <= n < 1,000,000, as a countdown speaks them."""
-    if n < 20:
-        return _ONES[n]
-    if n < 100:
-        tens, ones = divmod(n, 10)
-        return _TENS[tens] + (f"-{_ONES[ones]}" if ones else "")
-    if n < 1000:
-        hundreds, rest = divmod(n, 100)
-        return f"{_ONES[hundreds]} hundred" + (f" {number_words(rest)}" if rest else "")
-    thousands, rest = divmod(n, 1000)
-    return f"{number_words(thousands)} thousand" + (f" {number_words(rest)}" if rest else "")

@@ -68,7 +68,8 @@ class Report:
         return next((m for m in self.measures if m.name == name), None)
 
     def summary(self) -> str:
-        """One line, e.g. "142/145 speech cues recognised, 3 unchecked; 60/60 tones; -16.1 LUFS, -1.6 dBTP: PASS"."""
+        """One line, e.g. "142/145 speech cues recognised, 3 unchecked; 60/60 tones;
+        -16.1 LUFS, -1.6 dBTP, word error rate 8.2 %: PASS"."""
         speech, tones = self.counts("speech"), self.counts("tone")
         parts = [f"{speech['passed']}/{speech['total']} speech cues recognised"
                  + (f", {speech['unchecked']} unchecked" if speech["unchecked"] else ""),
@@ -82,6 +83,9 @@ class Report:
             levels.append(f"{peak.value:.1f} dBTP")
         if clipped is not None and clipped.value:
             levels.append(f"{clipped.value} clipped samples")
+        wer = self.measure("word error rate")
+        if wer is not None and wer.value is not None:
+            levels.append(f"word error rate {wer.value:.1f} %")
         offset = self.measure("start offset")
         if offset is not None:
             levels.append("no match with the plan" if offset.value is None else f"offset {offset.value:+g} ms")

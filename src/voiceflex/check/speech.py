@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-import re
-import unicodedata
+import bisect
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -11,7 +10,8 @@ from pathlib import Path
 import numpy as np
 
 from voiceflex.errors import MissingComponentError
-from voiceflex.timeline import Event, number_words
+from voiceflex.spoken import normalise, words
+from voiceflex.timeline import Event
 
 # pocketsphinx's en-us model listens at 16 kHz, 100 frames a second.
 RATE_16K = 16_000
@@ -110,16 +110,17 @@ class CueResult:
     reason: str
     heard: str | None = None
     onset_ms: int | None = None
+    # Failed only because another whole cue of the grammar fits the slot, on
+    # time and long enough ("now" heard as the routine's "no"): the words are
+    # in doubt, not the timing.
+    look_alike: bool = False
 
 
 # ---- text -> the words the recogniser should hear ------------------------------------
 
-_ORDINAL_ENDINGS = {"one": "first", "two": "second", "three": "third", "five": "fifth",
-                    "eight": "eighth", "nine": "ninth", "twelve": "twelfth"}
-# Punctuation espeak does not speak; anything else (+ / = @ ...) it may read
+# Punctuation engines do not speak; anything else (/ = @ ...) they may read
 # aloud in a way we cannot know, so such a cue is left unchecked.
-_SILENT = set(".,;:!?\"'()[]-–—…")
-_MAX_NUMBER = 999_999  # number_words' range
+_SILENT = set(".,;:!?\"'()[]-–—…’‘")
 
 
 class Unspeakable(ValueError):
@@ -127,52 +128,17 @@ class Unspeakable(ValueError):
 
 
 def spoken_words(text: str) -> list[str]:
-    """The words espeak speaks for `text`, lowercase: "Round 1 of 2." -> [round, one, of, two].
+    """The words an engine speaks for `text`, lowercase: "Round 1 of 2." -> [round, one, of, two].
 
-    Digits are spelled out the way espeak reads them (1,000 -> one thousand;
-    1.5 -> one point five; 2nd -> second; 50% -> fifty percent; & -> and).
-    Raises Unspeakable for symbols or digit-letter mixes ("3x") whose reading
+    The engine is given `spoken.normalise(text)` (numbers already words);
+    raises Unspeakable for symbols or digit-letter mixes ("3x") whose reading
     is not known.
     """
-    text = unicodedata.normalize("NFKD", text)
-    text = "".join(c for c in text if not unicodedata.combining(c))
-    text = text.replace("\u2019", "'").replace("\u2018", "'").replace("&", " and ").replace("%", " percent ")
-    text = re.sub(r"(?<=\d),(?=\d{3}\b)", "", text)
-    text = re.sub(r"\b(\d+)\.(\d+)\b", lambda m: f"{_number(m.group(1))} point "
-                  + " ".join(number_words(int(d)) for d in m.group(2)), text)
-    text = re.sub(r"\b(\d+)(st|nd|rd|th)\b", lambda m: _ordinal(m.group(1)), text, flags=re.I)
-    text = re.sub(r"\b\d+\b", lambda m: _number(m.group()), text)
-    words = []
-    for token in text.lower().split():
-        for part in token.replace("-", " ").replace("–", " ").replace("—", " ").split():
-            core = "".join(c for c in part if c not in _SILENT or c == "'").strip("'")
-            odd = [c for c in part if not (c.isalnum() or c in _SILENT)]
-            if odd:
-                raise Unspeakable(f"cannot tell how {odd[0]!r} is spoken")
-            if any(c.isdigit() for c in core):
-                raise Unspeakable(f"cannot tell how {part!r} is spoken")
-            if core:
-                words.append(core)
-    return words
-
-
-def _number(digits: str) -> str:
-    n = int(digits)
-    if n > _MAX_NUMBER:
-        raise Unspeakable(f"cannot tell how {digits} is spoken")
-    return number_words(n)
-
-
-def _ordinal(digits: str) -> str:
-    words = _number(digits).replace("-", " ").split()
-    last = words[-1]
-    if last in _ORDINAL_ENDINGS:
-        last = _ORDINAL_ENDINGS[last]
-    elif last.endswith("y"):
-        last = last[:-1] + "ieth"
-    else:
-        last += "th"
-    return " ".join(words[:-1] + [last])
+    said = normalise(text)
+    odd = [c for c in said if not (c.isalpha() or c.isspace() or c in _SILENT)]
+    if odd:
+        raise Unspeakable(f"cannot tell how {odd[0]!r} is spoken")
+    return words(text)
 
 
 # ---- the recogniser ------------------------------------------------------------------
@@ -297,19 +263,50 @@ def check_cues(
     `pcm16k` is the whole track, int16 at 16 kHz, sample 0 at time 0.
     """
     speech = [e for e in events if e.kind == "speech"]
+    tones = ToneSpans(events)
     total_ms = len(pcm16k) * 1000 / RATE_16K
     results = []
     for i, event in enumerate(speech):
         before = speech[i - 1].end_ms if i > 0 else None
         after = speech[i + 1].start_ms if i + 1 < len(speech) else None
-        results.append(_check_cue(event, before, after, pcm16k, total_ms, recogniser, seed=i))
+        results.append(_check_cue(event, before, after, pcm16k, total_ms, recogniser, tones, seed=i))
         if on_progress is not None:
             on_progress(i + 1, len(speech))
     return results
 
 
+class ToneSpans:
+    """The planned tones of a timeline, to be hidden from a cue's decode outside the cue itself.
+
+    A tone in a cue's lead-in (a `done` tone, then "no") is not silence to
+    the decoder: it starts the cue's first word on the tone, up to the whole
+    lead-in early, and a correct render failed as "heard 0.30 s early".
+    The plan says where every tone is, so its samples there are muted before
+    decoding; only outside the cue's own span, so a glide spoken over
+    ("Breathe in" on the inhale glide) and anything misplaced onto the cue
+    are still heard.
+    """
+
+    def __init__(self, events: Sequence[Event]):
+        self.spans = sorted((e.start_ms, e.end_ms) for e in events if e.kind == "tone")
+        self.starts = [a for a, _ in self.spans]
+        self.longest = max((b - a for a, b in self.spans), default=0)
+
+    def muted(self, window: np.ndarray, a: float, event: Event) -> np.ndarray:
+        """`window` (16 kHz, from track time `a` ms) with tones outside `event`'s span set to silence."""
+        b = a + len(window) * 1000 / RATE_16K
+        first = bisect.bisect_left(self.starts, a - self.longest)
+        out = None
+        for start, end in self.spans[first:bisect.bisect_right(self.starts, b)]:
+            for lo, hi in ((max(start, a), min(end, event.start_ms)), (max(start, event.end_ms), min(end, b))):
+                if hi > lo:
+                    out = window.copy() if out is None else out
+                    out[round((lo - a) * RATE_16K / 1000):round((hi - a) * RATE_16K / 1000)] = 0
+        return window if out is None else out
+
+
 def _check_cue(event: Event, prev_end: int | None, next_start: int | None, pcm16k: np.ndarray,
-               total_ms: float, recogniser: Recogniser, seed: int) -> CueResult:
+               total_ms: float, recogniser: Recogniser, tones: ToneSpans, seed: int) -> CueResult:
     text = event.text or ""
     if text in recogniser.unchecked:
         return CueResult("unchecked", recogniser.unchecked[text])
@@ -326,7 +323,7 @@ def _check_cue(event: Event, prev_end: int | None, next_start: int | None, pcm16
         lead = _margin(lead_in, None if prev_end is None else event.start_ms - prev_end)
         a = max(0.0, event.start_ms - lead)
         b = min(total_ms, event.end_ms + tail)
-        window = pcm16k[round(a * RATE_16K / 1000):round(b * RATE_16K / 1000)]
+        window = tones.muted(pcm16k[round(a * RATE_16K / 1000):round(b * RATE_16K / 1000)], a, event)
         without: frozenset[str] = frozenset()
         for _ in range(MAX_SET_ASIDE + 1):
             heard = recogniser.hear(window, a, seed=seed * len(ATTEMPTS) + attempt, without=without)
@@ -337,10 +334,12 @@ def _check_cue(event: Event, prev_end: int | None, next_start: int | None, pcm16
                 break
             without |= {heard.words}  # a look-alike that does not fit the audio: set it aside
         if heard.words == expected and _on_time(heard, event) and heard.span_ms >= MIN_SPAN_SHARE * length:
-            return CueResult("pass", _recognised(heard.onset_ms - event.start_ms), heard.words, heard.onset_ms)
+            return CueResult("pass", recognised(heard.onset_ms - event.start_ms), heard.words, heard.onset_ms)
         best = _better(best, heard, expected)
     assert best is not None
-    return CueResult("FAIL", _why(best, event, expected), best.words, best.onset_ms)
+    look_alike = best.complete and best.words != expected and _on_time(best, event) \
+        and best.span_ms >= MIN_SPAN_SHARE * length
+    return CueResult("FAIL", _why(best, event, expected), best.words, best.onset_ms, look_alike)
 
 
 def loudest_dbfs(pcm: np.ndarray, frame_ms: int = SILENCE_FRAME_MS) -> float:
@@ -393,5 +392,5 @@ def _why(heard: Heard, event: Event, expected: str) -> str:
     return "not recognised (nothing heard)"
 
 
-def _recognised(offset_ms: int) -> str:
+def recognised(offset_ms: int) -> str:
     return f"recognised, {offset_ms:+d} ms"

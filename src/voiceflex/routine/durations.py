@@ -73,6 +73,22 @@ def format_ms(ms: int) -> str:
     return f"{hours}:{minutes:02d}:{seconds:02d}" if hours else f"{minutes}:{seconds:02d}"
 
 
+def duration_words(ms: int) -> str:
+    """A hold's length as `{duration}` says it: "45 seconds", "2 minutes", "1 minute 30 seconds".
+
+    Whole units from hours down; a part second is kept to the millisecond
+    ("1.5 seconds", "2 minutes 0.25 seconds").  The digits stay: the voice's
+    text normaliser speaks them.
+    """
+    hours, rest = divmod(max(ms, 0), MS_PER_HOUR)
+    minutes, rest = divmod(rest, 60_000)
+    parts = [f"{n} {unit}{'' if n == 1 else 's'}" for n, unit in ((hours, "hour"), (minutes, "minute")) if n]
+    if rest or not parts:
+        seconds = f"{Decimal(rest) / 1000:f}".rstrip("0").rstrip(".") if rest % 1000 else str(rest // 1000)
+        parts.append(f"{seconds} second{'' if seconds == '1' else 's'}")
+    return " ".join(parts)
+
+
 def format_clock(ms: int, decimals: int = 1) -> str:
     """A time in a table or message: 0:05.0, 12:05.3, and past an hour 1:07:53.7 (`decimals` of a second)."""
     # Round before splitting, so 59.96 s reads 1:00.0, not 0:60.0.

@@ -18,8 +18,9 @@ from voiceflex.routine.model import (
     BEDS, DEFAULT_TONES, GLIDES, Background, Breathe, Cue, Hold, Include, Pause, PlayTone, Repeat, Routine, Say,
     Sides, Step, Text, ToneSpec, VoiceSettings,
 )
+from voiceflex.spoken import has_words
 
-PLACEHOLDERS = ("side", "round", "rounds", "seconds")
+PLACEHOLDERS = ("side", "round", "rounds", "seconds", "duration")
 MAX_INCLUDE_DEPTH = 16
 PLACEHOLDER_PATTERN = re.compile(r"\{\{|\}\}|\{([^{}]*)\}|[{}]")
 _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\u2028\u2029]")
@@ -450,6 +451,9 @@ class _Loader:
                     # `{side}` puts the name into spoken text and chapter titles: the
                     # same rules as for any text (a NUL cannot even reach espeak-ng).
                     self.text(item.value, item.location)
+                elif not has_words(item.value):
+                    self.error(item.location, f"side name {item.value!r} has nothing a voice can speak "
+                                              "(`{side}` says it); name the side in words")
                 elif item.value in seen:  # a set: a list of 100,000 names stays linear
                     self.error(item.location, f"side `{item.value}` is listed twice")
                 else:

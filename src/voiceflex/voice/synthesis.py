@@ -6,6 +6,7 @@ from collections.abc import Callable, Iterable
 
 from voiceflex.errors import EngineError, UsageError
 from voiceflex.routine.model import VoiceSettings
+from voiceflex.spoken import normalise
 from voiceflex.voice.cache import VoiceCache
 from voiceflex.voice.engine import Clip, Engine, VoiceInfo, resolve_voice
 from voiceflex.voice.espeak_cli import EspeakCliEngine
@@ -56,15 +57,38 @@ def synthesize(
     text varies by a few percent with what it rendered before, and the timing
     planned from a clip must hold when the routine is exported later.
 
-    `on_progress(done, total)` counts distinct texts: it is called once after
+    Each text is spoken as `spoken.normalise` makes it (numbers as words,
+    unspeakable characters dropped); the clip is cached under that text.
+    `on_progress(done, total)` counts distinct spoken texts: it is called once after
     the cache was read (done = cached ones) and after each rendered clip.
     """
-    distinct = list(dict.fromkeys(texts))
-    for text in distinct:
+    authored = list(dict.fromkeys(texts))
+    for text in authored:
         if not isinstance(text, str) or not text.strip():
             raise UsageError(f"a spoken cue must have text, not {text!r}")
         if "\0" in text:  # no engine can take it: a C string ends there
             raise UsageError(f"a spoken cue cannot contain a NUL character: {text!r}")
+    # Engines speak the normalised text, and the cache keys on it: two texts
+    # said alike ("30 s" and "thirty s") share one clip.
+    said = {t: normalise(t, settings.language) for t in authored}
+    unsayable = next((t for t in authored if not said[t]), None)
+    if unsayable is not None:
+        raise UsageError(f"nothing in the cue {unsayable!r} can be spoken")
+    try:
+        clips_said = _said_clips(list(dict.fromkeys(said.values())), settings, engine=engine, cache=cache,
+                                 on_progress=on_progress, workers=workers)
+    except EngineError as exc:  # name the cue as its author wrote it, so its line can be found
+        if exc.cue is None:
+            raise
+        cue = next((t for t in authored if said[t] == exc.cue), exc.cue)
+        raise EngineError(str(exc), hint=exc.hint, cue=cue) from None
+    return {t: clips_said[said[t]] for t in authored}
+
+
+def _said_clips(distinct: list[str], settings: VoiceSettings, *, engine: Engine | None,
+                cache: VoiceCache | None, on_progress: Callable[[int, int], None] | None,
+                workers: int | None) -> dict[str, Clip]:
+    """Each normalised text of `distinct` mapped to its clip, from the cache or rendered."""
     if not distinct:
         return {}
     if workers is None:
