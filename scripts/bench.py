@@ -23,7 +23,7 @@ ROOT = Path(__file__).resolve().parent.parent
 VENV_BIN = ROOT / ".venv" / "bin"
 VOICEFLEX = str(VENV_BIN / "voiceflex")
 PYTHON = str(VENV_BIN / "python")
-sys.path.insert(0, str(ROOT / "tests"))  # tests/alsa.py: the ALSA capture of `play`
+sys.path.insert(0, str(ROOT / "tests"))  # tests/helpers/alsa.py: the ALSA capture of `play`
 
 BUILTIN = "hip-flexor-stretch"
 BITRATE = "64k"
@@ -291,12 +291,12 @@ HANGS: list[str] = []  # `play` runs that did not stop after SIGINT (with their 
 def first_sound(routine: str, cache: Path, folder: Path) -> Run:
     """Seconds from starting `voiceflex play` to its first samples reaching the (captured) device.
 
-    As tests/alsa.py's time_to_first_sound: a "device" capture whose reader
+    As tests/helpers/alsa.py's time_to_first_sound: a "device" capture whose reader
     is up before the clock starts; the player is stopped with SIGINT once the
     first samples came.  A player that does not stop is dumped (faulthandler)
     and killed, and reported under the table.
     """
-    from alsa import make_capture
+    from helpers.alsa import make_capture
 
     load = os.getloadavg()[0]
     if folder.exists():
@@ -482,7 +482,7 @@ def piper_speaking(texts: list[str], workers: int) -> tuple[float, Run]:
 
 def with_engine(folder: Path, name: str, engine: str) -> Path:
     """A copy of the built-in routine `name` (with the parts it includes) spoken by `engine`."""
-    shutil.copytree(ROOT / "src" / "voiceflex" / "routines", folder, dirs_exist_ok=True)
+    shutil.copytree(ROOT / "src" / "voiceflex" / "builtin_routines", folder, dirs_exist_ok=True)
     path = folder / f"{name}.yaml"
     path.write_text(path.read_text(encoding="utf-8") + f"voice:\n  engine: {engine}\n", encoding="utf-8")
     return path

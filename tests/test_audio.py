@@ -6,7 +6,7 @@ import numpy as np
 import pyloudnorm
 import pytest
 
-from conftest import FakeClip
+from helpers.fakes import FakeClip
 
 from voiceflex.audio import dynamics, loudness, mixer, tones
 from voiceflex.audio.rate import RATE, ms_to_samples

@@ -340,7 +340,7 @@ def test_ffmpeg_failing_midway_is_one_line_and_leaves_nothing(tmp_path, monkeypa
 
 
 def _measured(path: Path) -> tuple[float, float]:
-    from voiceflex.check.track import parse_ebur128
+    from voiceflex.check.decoding import parse_ebur128
 
     done = subprocess.run(["ffmpeg", "-hide_banner", "-nostats", "-i", str(path), "-af",
                            "ebur128=peak=true:framelog=verbose", "-f", "null", "-"],

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import FakeClip, Meta, export_parts
+from helpers.fakes import FakeClip, Meta, export_parts
 
 from voiceflex import export
 from voiceflex.audio.rate import RATE

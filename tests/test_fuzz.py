@@ -17,7 +17,7 @@ import yaml
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from conftest import fake_ms
+from helpers.fakes import fake_ms
 from voiceflex import pipeline
 from voiceflex.errors import RoutineError
 from voiceflex.routine import read, yamlsource
@@ -30,7 +30,7 @@ settings.register_profile("fuzz", max_examples=int(os.environ.get("FUZZ_EXAMPLES
                           suppress_health_check=list(HealthCheck))
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "default"))
 
-BUILTINS = Path(__file__).resolve().parent.parent / "src/voiceflex/routines"
+BUILTINS = Path(__file__).resolve().parent.parent / "src/voiceflex/builtin_routines"
 
 # ---- strategies ------------------------------------------------------------------
 
@@ -353,7 +353,7 @@ def test_damaged_cache_entries(damages, kind, text):
     blocking), and the cue stored again reads back whole unless a folder is in the way."""
     import numpy as np
 
-    from conftest import fake_clip
+    from helpers.fakes import fake_clip
     from voiceflex.voice import VoiceCache
 
     with _folder() as folder:

@@ -13,11 +13,10 @@ from pathlib import Path
 import pytest
 
 from voiceflex import pipeline
-from voiceflex.cli import _print_diagnostics
 from voiceflex.config import read_config
-from voiceflex.errors import ConfigError, RoutineError
+from voiceflex.errors import ConfigError, RoutineError, format_diagnostics
 
-from spec_invariants import check_plan
+from helpers.spec_invariants import check_plan
 
 CASES = Path(__file__).parent / "cases"
 UPDATE = bool(os.environ.get("VOICEFLEX_UPDATE_GOLDEN"))
@@ -52,7 +51,7 @@ def test_timeline(path: Path, fake_engine, in_cases) -> None:
 def test_errors(path: Path, fake_engine, in_cases, capsys) -> None:
     with pytest.raises(RoutineError) as info:
         pipeline.plan(f"errors/{path.name}", engine=fake_engine)
-    _print_diagnostics(info.value, __import__("sys").stdout)
+    print(format_diagnostics(info.value), end="")
     _check(capsys.readouterr().out, path.with_suffix(".txt"))
 
 
@@ -60,5 +59,5 @@ def test_errors(path: Path, fake_engine, in_cases, capsys) -> None:
 def test_config_errors(path: Path, in_cases, capsys) -> None:
     with pytest.raises(ConfigError) as info:
         read_config(Path("config") / path.name)
-    _print_diagnostics(info.value, __import__("sys").stdout)
+    print(format_diagnostics(info.value), end="")
     _check(capsys.readouterr().out, path.with_suffix(".txt"))

@@ -293,7 +293,7 @@ def test_a_damaged_cache_gives_the_same_export_bytes(tmp_path, clean_exports, na
 def test_an_entry_that_is_no_regular_file_reads_as_missing_without_blocking(tmp_path, make):
     import threading
 
-    from conftest import fake_clip
+    from helpers.fakes import fake_clip
 
     from voiceflex.voice import VoiceCache
 

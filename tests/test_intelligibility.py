@@ -114,7 +114,7 @@ def _row_for(cue, transcript):
 
 
 def test_a_look_alike_on_time_passes_unless_whisper_hears_the_look_alike_too():
-    from voiceflex.check.speech import CueResult
+    from voiceflex.check.cue_verdicts import CueResult
     grammar_says_no = CueResult("FAIL", 'heard "no" instead', "no", 1020, look_alike=True)
     row = _row_for(grammar_says_no, intel.Transcript("Now.", 0, 1))
     assert row.verdict == PASS and "+20 ms" in row.reason and row.details["wer"] == 0.0

@@ -8,7 +8,7 @@ import warnings
 import numpy as np
 import pytest
 
-from conftest import FakeClip
+from helpers.fakes import FakeClip
 from test_audio import cues_over_tones
 
 from voiceflex.audio import levels, loudness, mixer

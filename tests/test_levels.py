@@ -9,7 +9,7 @@ import numpy as np
 import pyloudnorm
 import pytest
 
-from conftest import FakeClip
+from helpers.fakes import FakeClip
 from test_audio import cues_over_tones, naive_mix, small_timeline, speech, speechlike, timeline, tone
 from test_level_memo import memo_routine, streamed
 

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import numpy as np
 import pytest
 
-from conftest import FakeClip
+from helpers.fakes import FakeClip
 from test_audio import naive_mix, small_timeline, speech, timeline, tone
 
 from voiceflex.audio import mixer

@@ -21,7 +21,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from conftest import FakeClip, Meta
+from helpers.fakes import FakeClip, Meta
 
 from voiceflex import export
 from voiceflex.audio.mixer import total_samples

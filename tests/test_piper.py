@@ -15,7 +15,7 @@ from voiceflex import pipeline
 from voiceflex.errors import EngineError, RoutineError, UnknownVoiceError
 from voiceflex.routine.model import VoiceSettings
 from voiceflex.voice import piper_engine, piper_voices, resolve_voice, trim_silence
-from voiceflex.voice.pyttsx3_backend import _in_child
+from voiceflex.voice.pyttsx3_worker import _in_child
 
 CONFIG = {
     "audio": {"sample_rate": 22050, "quality": "low"},
@@ -158,7 +158,7 @@ def fake_backend(data_dir, tmp_path, monkeypatch):
     add_voice(data_dir, "fake-voice")
     log = tmp_path / "requests.jsonl"
     monkeypatch.setenv("FAKE_PIPER_LOG", str(log))
-    monkeypatch.setattr(piper_engine, "BACKEND", "fake_piper_backend:FakePiperBackend")
+    monkeypatch.setattr(piper_engine, "BACKEND", "helpers.fake_piper_worker:FakePiperWorker")
     return log
 
 

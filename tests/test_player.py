@@ -14,7 +14,7 @@ from voiceflex.errors import DeviceError, Location, UsageError
 from voiceflex.player import (
     Command, KeyDecoder, NoKeys, Player, StatusModel, chapter_line, find_chapter, render_track, rich_view,
 )
-from voiceflex.player.simpleaudio_backend import SimpleaudioBackend
+from voiceflex.player.simpleaudio_output import SimpleaudioOutput
 from voiceflex.timeline import Chapter, Event, Timeline
 
 S = RATE  # samples per second
@@ -34,7 +34,7 @@ class Clock:
 class FakeStream:
     """An ideal device: plays in real (fake) time and stops exactly where asked."""
 
-    def __init__(self, backend: FakeBackend, samples: np.ndarray):
+    def __init__(self, backend: FakeOutput, samples: np.ndarray):
         self.backend = backend
         self.samples = samples.copy()
         self.offset = backend.offset_of(samples)
@@ -57,7 +57,7 @@ class FakeStream:
         return self.samples[:self.played()]
 
 
-class FakeBackend:
+class FakeOutput:
     name = "fake"
 
     def __init__(self, clock: Clock, track: np.ndarray | None = None):
@@ -116,7 +116,7 @@ def make_player(chapter_seconds=(4, 4, 4)):
     total = round(timeline.duration_ms * RATE / 1000)
     track = (np.arange(total) % 30000 + 1).astype(np.int16)  # every sample distinct from its neighbours, none zero
     clock = Clock()
-    backend = FakeBackend(clock, track)
+    backend = FakeOutput(clock, track)
     return Player(track, timeline, backend), backend, clock
 
 
@@ -388,7 +388,7 @@ class SimulatedPlay:
 def test_simpleaudio_halts_exactly_by_silencing_ahead(ring, chunk, after):
     clock = Clock()
     device = SimulatedDevice(clock, ring=ring, chunk=chunk)
-    backend = SimpleaudioBackend(module=device, clock=clock, sleep=clock.sleep)
+    backend = SimpleaudioOutput(module=device, clock=clock, sleep=clock.sleep)
     track = (np.arange(30 * RATE) % 30000 + 1).astype(np.int16)
     original = track.copy()
     stream = backend.play(track)
@@ -406,7 +406,7 @@ def test_simpleaudio_halts_exactly_by_silencing_ahead(ring, chunk, after):
 def test_simpleaudio_quick_halt_stops_at_once_in_silence():
     clock = Clock()
     device = SimulatedDevice(clock, ring=2205, chunk=2205)
-    backend = SimpleaudioBackend(module=device, clock=clock, sleep=clock.sleep)
+    backend = SimpleaudioOutput(module=device, clock=clock, sleep=clock.sleep)
     track = (np.arange(10 * RATE) % 30000 + 1).astype(np.int16)
     stream = backend.play(track)
     clock.now += 2.0
@@ -420,7 +420,7 @@ def test_simpleaudio_quick_halt_stops_at_once_in_silence():
 def test_simpleaudio_stream_that_ended_reports_the_whole_buffer():
     clock = Clock()
     device = SimulatedDevice(clock, ring=2205, chunk=2205)
-    stream = SimpleaudioBackend(module=device, clock=clock, sleep=clock.sleep).play(np.ones(RATE, np.int16))
+    stream = SimpleaudioOutput(module=device, clock=clock, sleep=clock.sleep).play(np.ones(RATE, np.int16))
     clock.now += 1.5
     assert stream.done() and stream.played() == RATE and stream.halt(exact=True) == RATE
 
@@ -433,7 +433,7 @@ def test_simpleaudio_device_errors_become_device_errors():
         def play_buffer(self, *args):
             raise SimpleaudioError("Error opening PCM device. -- CODE: -2 -- MSG: No such file or directory")
 
-    backend = SimpleaudioBackend(module=NoDevice())
+    backend = SimpleaudioOutput(module=NoDevice())
     with pytest.raises(DeviceError) as info:
         backend.play(np.zeros(10, np.int16))
     assert str(info.value) == "no sound output: the default ALSA device cannot be opened (No such file or directory)"
@@ -443,7 +443,7 @@ def test_simpleaudio_device_errors_become_device_errors():
 def test_simpleaudio_missing_is_a_device_error(monkeypatch):
     monkeypatch.setitem(sys.modules, "simpleaudio", None)
     with pytest.raises(DeviceError, match="simpleaudio"):
-        SimpleaudioBackend()
+        SimpleaudioOutput()
 
 
 # ---- the samples and the command ---------------------------------------------------
@@ -524,12 +524,12 @@ def test_play_command_with_a_fake_device(tmp_path, fake_engine, monkeypatch, cap
     clock = Clock()
     backends = []
 
-    def fake_backend():
-        backends.append(FakeBackend(clock))
+    def fake_output():
+        backends.append(FakeOutput(clock))
         return backends[-1]
 
-    monkeypatch.setattr("voiceflex.player.playback.default_backend", fake_backend)
-    monkeypatch.setattr("voiceflex.player.engine.NoKeys", lambda: NoKeys(sleep=clock.sleep))
+    monkeypatch.setattr("voiceflex.player.playback.default_output", fake_output)
+    monkeypatch.setattr("voiceflex.player.session.NoKeys", lambda: NoKeys(sleep=clock.sleep))
     assert cli.main(["play", str(path), "--from", "sec"]) == 0
     out = capsys.readouterr().out
     assert out.splitlines() == [out.splitlines()[0]] and out.endswith(" Second\n")

@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import FakeEngine, fake_clip, fake_ms
+from helpers.fakes import FakeEngine, fake_clip, fake_ms
 
 from voiceflex import pipeline
 from voiceflex.cli import main
@@ -280,7 +280,7 @@ def test_a_huge_file_is_refused_without_reading_it(tmp_path):
 
 # ---- a speech worker that crashes or hangs: retried once, else the cue and its line ---------
 
-FLAKY_BACKEND = "reliability_backend:FlakyBackend"  # see reliability_backend.py
+FLAKY_BACKEND = "helpers.reliability_worker:FlakyBackend"  # see helpers/reliability_worker.py
 
 
 class WorkerEngine(FakeEngine):

@@ -147,7 +147,7 @@ def validator():
 
 
 def _routine_files() -> list[Path]:
-    files = sorted((ROOT / "src/voiceflex/routines").glob("*.yaml"))
+    files = sorted((ROOT / "src/voiceflex/builtin_routines").glob("*.yaml"))
     files += sorted(p for p in (ROOT / "tests/cases/timeline").glob("*.yaml"))
     return files
 

@@ -15,8 +15,8 @@ from urllib.parse import urlsplit
 import feedparser
 import pytest
 
-from serving import BROKEN, request, running, write_routine
-from voiceflex import pipeline
+from helpers.serving import BROKEN, request, running, write_routine
+from voiceflex import files, pipeline
 from voiceflex.serve import Server, net
 from voiceflex.serve.catalog import entries
 
@@ -117,7 +117,7 @@ def test_ten_concurrent_first_feed_requests_render_each_routine_once(server, rou
     assert server.renders.exports == len(routines)
     renders = [p for p in server.renders.cache_dir.iterdir() if not p.name.startswith(".")]
     assert len(renders) == len(routines)
-    assert not [p for p in server.renders.cache_dir.iterdir() if p.name.startswith(".render-")]
+    assert not [p for p in server.renders.cache_dir.iterdir() if files.TEMP_FILE.match(p.name)]
 
 
 def test_range_requests_get_206_with_exactly_the_bytes_asked_for(server):

@@ -11,8 +11,8 @@ import pytest
 
 from voiceflex.audio.rate import RATE
 from voiceflex.errors import DeviceError, UsageError
-from voiceflex.player import backend as backend_module
-from voiceflex.player.sounddevice_backend import BLOCK, SounddeviceBackend
+from voiceflex.player import output as output_module
+from voiceflex.player.sounddevice_output import BLOCK, SounddeviceOutput
 
 
 class PortAudioError(Exception):
@@ -90,7 +90,7 @@ def test_the_device_waits_for_a_slow_renderer_and_gets_every_sample_once():
                 vouched.append(min(vouched[-1] + BLOCK // 3, len(samples)))
 
     sd = FakeSd(vouched=vouched)
-    stream = SounddeviceBackend(module=sd).play(samples, ready)
+    stream = SounddeviceOutput(module=sd).play(samples, ready)
     wait_done(stream)
     (raw,) = sd.streams
     assert raw.kwargs["samplerate"] == RATE and raw.kwargs["dtype"] == "int16"
@@ -120,7 +120,7 @@ def test_an_exact_halt_stops_writing_and_reports_what_was_written():
             gate.wait()  # the renderer stalls after three blocks
 
     sd = FakeSd()
-    stream = SounddeviceBackend(module=sd).play(samples, ready)
+    stream = SounddeviceOutput(module=sd).play(samples, ready)
     while len(asked) < 4:
         time.sleep(0.001)
     release_once_halting(stream, gate)
@@ -133,7 +133,7 @@ def test_an_exact_halt_stops_writing_and_reports_what_was_written():
 def test_a_quick_halt_aborts_and_estimates_without_what_is_buffered():
     sd = FakeSd(capacity=BLOCK)
     gate = threading.Event()
-    stream = SounddeviceBackend(module=sd).play(np.ones(10 * BLOCK, np.int16),
+    stream = SounddeviceOutput(module=sd).play(np.ones(10 * BLOCK, np.int16),
                                                lambda n: n > 2 * BLOCK and gate.wait())
     while not sd.streams or sd.streams[0].written < 2 * BLOCK:
         time.sleep(0.001)
@@ -146,7 +146,7 @@ def test_a_quick_halt_aborts_and_estimates_without_what_is_buffered():
 
 def test_an_unopenable_device_is_a_device_error():
     with pytest.raises(DeviceError, match="cannot be opened.*no default output device"):
-        SounddeviceBackend(module=FakeSd(fail_open=True)).play(np.ones(10, np.int16))
+        SounddeviceOutput(module=FakeSd(fail_open=True)).play(np.ones(10, np.int16))
 
 
 def test_missing_portaudio_names_the_package(monkeypatch):
@@ -158,36 +158,36 @@ def test_missing_portaudio_names_the_package(monkeypatch):
     monkeypatch.delitem(sys.modules, "sounddevice", raising=False)
     monkeypatch.setattr(sys, "meta_path", [NoPortAudio(), *sys.meta_path])
     with pytest.raises(DeviceError, match="libportaudio2"):
-        SounddeviceBackend()
+        SounddeviceOutput()
 
 
 def test_the_default_falls_back_to_simpleaudio_and_reports_every_reason(monkeypatch):
-    monkeypatch.delenv(backend_module.ENV, raising=False)
+    monkeypatch.delenv(output_module.ENV, raising=False)
     monkeypatch.setitem(sys.modules, "sounddevice", None)
-    assert backend_module.default_backend().name == "simpleaudio"
+    assert output_module.default_output().name == "simpleaudio"
     monkeypatch.setitem(sys.modules, "simpleaudio", None)
     with pytest.raises(DeviceError) as info:
-        backend_module.default_backend()
+        output_module.default_output()
     message = str(info.value)
     assert "sounddevice" in message and "simpleaudio" in message and "\n" not in message
 
 
 def test_the_backend_can_be_chosen_and_a_wrong_name_is_a_usage_error(monkeypatch):
-    monkeypatch.setenv(backend_module.ENV, "simpleaudio")
-    assert backend_module.default_backend().name == "simpleaudio"
-    monkeypatch.setenv(backend_module.ENV, "pulse")
+    monkeypatch.setenv(output_module.ENV, "simpleaudio")
+    assert output_module.default_output().name == "simpleaudio"
+    monkeypatch.setenv(output_module.ENV, "pulse")
     with pytest.raises(UsageError) as info:
-        backend_module.default_backend()
+        output_module.default_output()
     assert "pulse" in str(info.value) and "sounddevice, simpleaudio" in info.value.hint
 
 
 def test_a_device_that_never_takes_a_write_is_a_device_error(monkeypatch):
-    from voiceflex.player import sounddevice_backend
+    from voiceflex.player import sounddevice_output
 
-    monkeypatch.setattr(sounddevice_backend, "STOP_TIMEOUT_S", 0.05)
+    monkeypatch.setattr(sounddevice_output, "STOP_TIMEOUT_S", 0.05)
     stuck, patched, entered = threading.Event(), threading.Event(), threading.Event()
     sd = FakeSd()
-    stream = SounddeviceBackend(module=sd).play(np.ones(4 * BLOCK, np.int16), lambda n: patched.wait())
+    stream = SounddeviceOutput(module=sd).play(np.ones(4 * BLOCK, np.int16), lambda n: patched.wait())
     sd.streams[0].write = lambda block: (entered.set(), stuck.wait())  # a write that never returns
     patched.set()
     assert entered.wait(5)

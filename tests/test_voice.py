@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import FAKE_RATE, FakeEngine, fake_clip, fake_ms
+from helpers.fakes import FAKE_RATE, FakeEngine, fake_clip, fake_ms
 
 from voiceflex.errors import EngineError, MissingComponentError, UsageError
 from voiceflex.routine.model import VoiceSettings
@@ -26,7 +26,8 @@ from voiceflex.voice import (
     synthesize,
 )
 from voiceflex.voice import cache as cache_module
-from voiceflex.voice.cache import default_cache_dir
+from voiceflex import files
+from voiceflex.files import default_cache_dir
 from voiceflex.voice.engine import trim_silence
 from voiceflex.voice.workers import WorkerPool
 
@@ -242,7 +243,7 @@ def test_cache_folder_follows_the_environment(tmp_path, monkeypatch):
     assert VoiceCache().directory == tmp_path / "here"
     monkeypatch.delenv("VOICEFLEX_CACHE_DIR")
     monkeypatch.setattr(
-        cache_module.platformdirs, "user_cache_dir", lambda app: f"/home/u/.cache/{app}"
+        files.platformdirs, "user_cache_dir", lambda app: f"/home/u/.cache/{app}"
     )
     assert default_cache_dir() == Path("/home/u/.cache/voiceflex/voice")
 

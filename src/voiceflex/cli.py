@@ -13,6 +13,7 @@ from voiceflex import __version__
 from voiceflex import cli_options as options
 from voiceflex.errors import (
     EXIT_BAD_INPUT, EXIT_FAILURE, EXIT_OK, MissingComponentError, RoutineError, VoiceflexError,
+    format_diagnostics,
 )
 
 # Heavy modules (numpy, rich, the voice engines) are imported inside the
@@ -108,7 +109,7 @@ def _parser() -> argparse.ArgumentParser:
     p = command("plan", _plan, "show the timeline of a routine")
     p.add_argument("routine", metavar="ROUTINE")
     options.voice_options(p)
-    p.add_argument("--json", action="store_true", help="print the plan as JSON (SPEC section 4)")
+    p.add_argument("--json", action="store_true", help="print the plan as JSON")
     p = command("export", _export, "render a routine to an MP3 (or WAV) file with chapters")
     p.add_argument("routine", metavar="ROUTINE", nargs="?")
     p.add_argument("-o", "--output", metavar="DIR", help="folder to write to (default: audio/, or `output` in the config)")
@@ -425,26 +426,7 @@ def _count(n: int, noun: str) -> str:
 
 
 def _print_diagnostics(exc: RoutineError, stream) -> None:
-    caret = stream.isatty()
-    for d in exc.diagnostics:
-        print(str(d), file=stream)
-        line = _source_line(d.location.file, d.location.line) if caret else None
-        if line is not None:
-            print(f"    {line}", file=stream)
-            print(f"    {' ' * (d.location.column - 1)}^", file=stream)
-    if len(exc.diagnostics) > 1:
-        print(f"{len(exc.diagnostics)} errors", file=stream)
-
-
-def _source_line(file: str, number: int) -> str | None:
-    try:
-        with open(file, encoding="utf-8", errors="replace") as f:
-            for i, line in enumerate(f, 1):
-                if i == number:
-                    return line.rstrip("\n")
-    except OSError:
-        pass
-    return None
+    stream.write(format_diagnostics(exc, caret=stream.isatty()))
 
 
 def _table(headers: list[str], rows: list[tuple[str, ...]]) -> None:

@@ -18,8 +18,8 @@ from voiceflex.routine.model import VoiceSettings
 
 CONFIG_NAME = "config.toml"
 MAX_CONFIG_BYTES = 64 * 1024  # a config is a few lines; refuse to read a huge file whole
-BEDS = ("brown-noise", "rain", "drone")  # SPEC 8: built-in beds, generated, need no file
-RATES = (80, 400)  # words per minute, as routine files allow (SPEC 2.2)
+BEDS = ("brown-noise", "rain", "drone")  # built-in beds (docs/beds.md), generated, need no file
+RATES = (80, 400)  # words per minute, as routine files allow (docs/routine-format.md, `voice`)
 
 # What each key means; the defaults apply when neither the command line, the
 # routine nor the config file sets a key.
@@ -111,7 +111,7 @@ class Settings:
         return chosen.value if chosen.source == "cli" or routine_sound is None else None
 
     def voice_for(self, voice: VoiceSettings) -> VoiceSettings:
-        """The routine's voice settings with the command line and config file applied (SPEC 3).
+        """The routine's voice settings with the command line and config file applied (docs/config.md, "Which setting wins").
 
         A voice id belongs to the engine: it is kept only when it was chosen at
         the same level as the engine or a higher one, so `--engine piper` drops

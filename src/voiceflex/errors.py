@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-# Exit statuses, SPEC section 3.  Defined here once; the CLI only looks them up.
+# Exit statuses (README, "Exit status").  Defined here once; the CLI only looks them up.
 EXIT_OK = 0
 EXIT_FAILURE = 1  # engine, encoder, device, anything not the user's input
 EXIT_BAD_INPUT = 2  # routine files, arguments
@@ -100,3 +100,31 @@ class OutputError(VoiceflexError):
 
 class ServeError(VoiceflexError):
     """The server could not start: its address is taken or not this machine's, or its token cannot be kept."""
+
+
+def format_diagnostics(exc: RoutineError, *, caret: bool = False) -> str:
+    """The problems of `exc` as the CLI shows them, one `FILE:LINE:COL: message` a line.
+
+    With `caret`, each is followed by its source line and a ^ under the column.
+    """
+    lines = []
+    for d in exc.diagnostics:
+        lines.append(str(d))
+        source = _source_line(d.location.file, d.location.line) if caret else None
+        if source is not None:
+            lines.append(f"    {source}")
+            lines.append(f"    {' ' * (d.location.column - 1)}^")
+    if len(exc.diagnostics) > 1:
+        lines.append(f"{len(exc.diagnostics)} errors")
+    return "".join(line + "\n" for line in lines)
+
+
+def _source_line(file: str, number: int) -> str | None:
+    try:
+        with open(file, encoding="utf-8", errors="replace") as f:
+            for i, line in enumerate(f, 1):
+                if i == number:
+                    return line.rstrip("\n")
+    except OSError:
+        pass
+    return None

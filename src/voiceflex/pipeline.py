@@ -79,9 +79,9 @@ def plan(ref: str, settings: Settings | None = None, *, engine=None, music: str 
     background = bed.chosen(routine.background, music)
     if background is None:
         return Plan(routine, timeline, clips)
-    from voiceflex.voice.cache import default_cache_dir
+    from voiceflex.files import cache_path
 
-    return Plan(routine, timeline, clips, bed.bed_for(background, timeline, default_cache_dir() / "beds"))
+    return Plan(routine, timeline, clips, bed.bed_for(background, timeline, cache_path("beds")))
 
 
 def chosen_voice(routine_voice: VoiceSettings | None, settings: Settings | None = None) -> tuple[VoiceSettings, str]:

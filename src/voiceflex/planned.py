@@ -29,10 +29,10 @@ class Plan:
 
     def track(self, output: OutputFormat = WAV) -> Track:
         """The plan's samples levelled for `output`, the level measurement memoised beside the voice cache."""
-        from voiceflex.voice.cache import default_cache_dir
+        from voiceflex.files import cache_path
 
         return Track(self.timeline, self.clips, self.routine.tones, output=output, bed=self.bed,
-                     memo_dir=default_cache_dir() / "levels")
+                     memo_dir=cache_path("levels"))
 
 
 def render(plan: Plan, output: OutputFormat = WAV, start_sample: int = 0) -> Iterator[np.ndarray]:

@@ -58,7 +58,7 @@ class Span:
 
     `kind` is HOLD, REST, BREATHE IN, BREATHE OUT or HOLD (a held breath,
     with `cycle`); `side` and `round` say which copy of a `sides` or
-    `repeat` it is in.  Not part of the plan's JSON (SPEC 4).
+    `repeat` it is in.  Not part of the plan's JSON.
     """
 
     kind: str
@@ -91,7 +91,7 @@ class Timeline:
 
 
 # ---- the compiler ------------------------------------------------------------
-# SPEC sections 2.3-2.5 and 4.  Pure: the same routine and speech lengths always
+# docs/routine-format.md, sections 5-8.  Pure: the same routine and speech lengths always
 # give the same timeline.  Errors are collected (each location once) and raised
 # together at the end.
 

@@ -19,7 +19,7 @@ import numpy as np
 import pyloudnorm
 import pytest
 
-from conftest import FakeClip as Clip, Meta, export_parts
+from helpers.fakes import FakeClip as Clip, Meta, export_parts
 
 from voiceflex import export, pipeline
 from voiceflex.audio.mixer import total_samples

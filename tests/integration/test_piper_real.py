@@ -22,7 +22,7 @@ from voiceflex.voice.piper_engine import QUIET
 
 pytestmark = pytest.mark.integration
 
-ROUTINES = Path(__file__).resolve().parents[2] / "src" / "voiceflex" / "routines"
+ROUTINES = Path(__file__).resolve().parents[2] / "src" / "voiceflex" / "builtin_routines"
 SRC = str(ROUTINES.parents[1])
 CUES = ["Breathe in", "Three.", "Hold it. Breathe out slowly.", "Kneel on your left knee."]
 PIPER = VoiceSettings(engine="piper")

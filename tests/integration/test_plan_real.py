@@ -9,7 +9,7 @@ import sys
 
 import pytest
 
-from spec_invariants import check_plan
+from helpers.spec_invariants import check_plan
 
 pytestmark = pytest.mark.integration
 

@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from alsa import Capture, make_capture, make_no_device  # tests/alsa.py (tests/ is on sys.path through its conftest)
+from helpers.alsa import Capture, make_capture, make_no_device
 from voiceflex import pipeline
 from voiceflex.audio.rate import ms_to_samples
 from voiceflex.player import render_track
@@ -229,7 +229,7 @@ def test_an_unpaced_device_plays_a_built_in_routine_as_exported(capture, tmp_pat
     assert exported.returncode == 0, exported.stderr
     with wave.open(exported.stdout.strip()) as w:
         reference = np.frombuffer(w.readframes(w.getnframes()), "<i2")
-    slow = Path(__file__).parent.parent / "slow_render.py"
+    slow = Path(__file__).parent.parent / "helpers" / "slow_render.py"
     result = subprocess.run([sys.executable, str(slow), str(delay), "play", "hip-flexor-stretch"],
                             env=capture.env(), capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from alsa import make_capture  # tests/alsa.py
+from helpers.alsa import make_capture
 from voiceflex import pipeline
 
 pytestmark = pytest.mark.integration

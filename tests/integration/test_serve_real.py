@@ -15,7 +15,9 @@ import feedparser
 import pytest
 from mutagen.id3 import ID3
 
-from serving import BROKEN, chromium, request, wait_for, write_routine
+from voiceflex import files
+
+from helpers.serving import BROKEN, chromium, request, wait_for, write_routine
 
 pytestmark = pytest.mark.integration
 ROOT = Path(__file__).resolve().parents[2]
@@ -143,5 +145,5 @@ def test_ctrl_c_stops_cleanly_even_during_a_render(tmp_path):
     assert any("stopped" in line for line in s.err), s.err
     assert not any("Traceback" in line for line in s.err), s.err
     serve_cache = tmp_path / "cache" / "serve"
-    leftovers = [p for p in serve_cache.rglob("*") if ".render-" in str(p) or p.name.endswith(".part")]
+    leftovers = [p for p in serve_cache.rglob("*") if files.TEMP_FILE.match(p.name) or p.name.endswith(".part")]
     assert leftovers == []

@@ -26,12 +26,13 @@ from pathlib import Path
 
 import numpy as np
 
-from voiceflex import leftovers
+from voiceflex import files
 from voiceflex.audio import bedgen
 from voiceflex.audio.duck import Envelope, envelope
 from voiceflex.audio.loudness import HOP, K_TAIL, from_db, gated_loudness, hop_energies, k_weight, true_peak
 from voiceflex.audio.rate import RATE, ms_to_samples
 from voiceflex.errors import Diagnostic, RoutineError, UsageError, VoiceflexError
+from voiceflex.programs import ffmpeg_path
 from voiceflex.routine.model import BEDS, Background
 from voiceflex.timeline import Timeline
 
@@ -162,8 +163,7 @@ def prepare(background: Background, cache_dir: Path) -> tuple[Source, str]:
 def _make(folder: Path, background: Background) -> None:
     """Decode or generate the bed into a folder beside `folder`, measure it, and move it in whole."""
     folder.parent.mkdir(parents=True, exist_ok=True)
-    leftovers.sweep(folder.parent, leftovers.TEMP_FILE)  # what killed makers left
-    temp = Path(tempfile.mkdtemp(dir=folder.parent, prefix=f".{os.getpid()}-", suffix=".tmp"))
+    temp = files.temp_dir(folder.parent)  # and what killed makers left is swept
     try:
         raw = temp / "bed.s16"
         if background.sound in BEDS:
@@ -222,7 +222,6 @@ def _open(folder: Path) -> Source | None:
 
 def _decode(background: Background, raw: Path) -> int:
     """Decode the file into `raw` (int16 mono at RATE), streaming; its length in samples."""
-    from voiceflex.export.encoder import ffmpeg_path
 
     command = [ffmpeg_path("it decodes background sounds"), "-hide_banner", "-nostdin",
                "-loglevel", "error", "-i", background.sound, "-map", "0:a:0", "-vn",

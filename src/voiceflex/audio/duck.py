@@ -11,7 +11,7 @@ from voiceflex.audio.loudness import HOP
 from voiceflex.audio.rate import ms_to_samples
 from voiceflex.timeline import Timeline
 
-# SPEC 8: fully lowered from 150 ms before a cue until 300 ms after it.  The
+# docs/beds.md, "Ducking": fully lowered from 150 ms before a cue until 300 ms after it.  The
 # ramps lie outside that window, so the whole cue and its run-up sit under
 # the full duck; they are raised-cosine curves in dB, without corners.
 LEAD = ms_to_samples(150)

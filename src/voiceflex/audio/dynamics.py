@@ -1,32 +1,7 @@
 """Peak control for speech: shaping a clip so its true peak sits within a budget above its loudness.
 
-Why speech needs it: espeak's voice peaks 14-19 dB above its own loudness
-(measured on real cues), and a routine's mix is a further 2-3 dB quieter
-than its cues, because short cues, countdown numbers and pauses put
-part-empty 400 ms blocks into the gated average.  An MP3 at -16 LUFS and
--1 dBTP leaves a mix ~13.7 dB from loudness to peak (audio/levels), so the
-loudest cues need several dB of peak reduction.
-
-What was measured on real espeak cues before choosing a soft clipper:
-- slow gain riding (a limiter with 20 ms ramps, even full syllable
-  levelling) stalls at 12-15 dB peak-to-loudness: espeak's waveform itself
-  has a 10-13 dB crest within each 20 ms, and squashing whole syllables
-  drags the gated loudness down as fast as the peaks;
-- all-pass phase rotation and dispersion, which tame asymmetric voices,
-  raise espeak's crest instead;
-- a fast limiter (1 ms ramps) reaches the budget but loses 2-6 dB of
-  loudness on the way and adds more high-frequency distortion;
-- a soft clipper (linear to 60% of the threshold, then a tanh knee) reaches
-  it with the least loudness lost (~1 dB) and the least added distortion.
-
-A clipper lowers the clip's loudness as well as its peaks, and the clip is
-levelled back up afterwards, which raises its peaks again: `shape` searches
-the threshold (regula falsi) until peak minus loudness after clipping fits.
-Inside the search, loudness changes are estimated with a 15-tap FIR that
-follows the K-weighting curve within a fraction of a dB (it predicts the
-loudness lost to clipping within 0.05 dB on espeak cues, where unweighted
-levels miss by up to 0.35 dB), offset by the clip's exact loudness; the
-level plan then measures the shaped clip exactly and retries if it missed.
+espeak peaks 14-19 dB above its loudness and MP3 leaves ~13.7 dB: a soft clipper, searched until it fits,
+loses least loudness of what was measured (docs/internals.md, "Peak control for speech").
 """
 
 from __future__ import annotations

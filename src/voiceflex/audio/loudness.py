@@ -1,25 +1,7 @@
 """Loudness (ITU-R BS.1770-4) and true peak of mono float samples at 22050 Hz.
 
-Why voiceflex measures loudness itself at export time rather than calling
-pyloudnorm or ffmpeg's ebur128 filter (both check it in the tests):
-
-- pyloudnorm needs scipy.signal, whose import alone costs ~0.8 s and ~80 MB
-  of RSS here; issue 5 allows an export ~0.5 s over the encoder's own time
-  and 150 MB in all.
-- ffmpeg's ebur128 filter needs its own full pass (~1 s per 30 minutes)
-  before encoding can start, since the gain must be known first.
-- Neither can measure a 2-hour track without holding it whole.
-
-This is BS.1770-4 exactly, not an approximation: the K-weighting pre-filter
-and RLB high-pass with the coefficients libebur128 (and so ffmpeg) derives
-for any sample rate (at 48 kHz they are the standard's own), 400 ms blocks
-every 100 ms, the -70 LUFS absolute and -10 LU relative gates.  The filter is
-applied in the frequency domain to each sound rather than to the track:
-K-weighting is linear, so the K-weighted track is the sum of the K-weighted
-sounds at their places (each with its 50 ms tail, beyond which the filter's
-impulse response holds 1e-11 of its energy), so a mix is measured from its
-sounds without rendering it (see audio/levels).  tests/test_audio.py checks the meter against
-pyloudnorm, the integration tests check exports against ffmpeg's ebur128.
+Our own BS.1770-4, exact: it measures a mix from its sounds without rendering it, and costs no
+scipy import or extra ffmpeg pass (docs/internals.md, "Loudness and true peak").
 """
 
 from __future__ import annotations

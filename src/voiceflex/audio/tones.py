@@ -1,4 +1,4 @@
-"""Timing tones (SPEC 2.6): soft beeps and breathing glides, synthesized with numpy."""
+"""Timing tones (docs/routine-format.md, `tones`): soft beeps and breathing glides, synthesized with numpy."""
 
 from __future__ import annotations
 

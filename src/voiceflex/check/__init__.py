@@ -9,7 +9,8 @@ from contextlib import closing
 from pathlib import Path
 
 from voiceflex.audio.rate import RATE, ms_to_samples
-from voiceflex.check import intelligibility, levels, speech, tones, track
+from voiceflex.check import cue_verdicts, decoding, intelligibility, loudness_checks, tone_checks
+from voiceflex.check.recogniser import Recogniser
 from voiceflex.check.report import FAIL, PASS, UNCHECKED, Report, Row, SlotWarning
 from voiceflex.planned import Plan, render
 from voiceflex.spoken import words
@@ -39,18 +40,18 @@ def check(plan: Plan, audio: str | Path | None = None, *, on_progress: Progress 
     began = time.monotonic()
     timeline = plan.timeline
     english = plan.routine.voice.language.lower().startswith("en")
-    recogniser = speech.Recogniser(_lengths(plan)) if english else None  # fails early without pocketsphinx
+    recogniser = Recogniser(_lengths(plan)) if english else None  # fails early without pocketsphinx
     listener = intelligibility.Listener() if english and transcribe else None  # and without faster-whisper
     with tempfile.TemporaryDirectory(prefix="voiceflex-check-") as tmp:
         # The track goes to a file and is mapped, not held: a routine may run for hours.
         raw = Path(tmp) / "track.s16"
         if audio is None:
-            track.write_raw(render(plan), raw)
-            meter = track.LoudnessMeter(raw, raw=True)
+            decoding.write_raw(render(plan), raw)
+            meter = decoding.LoudnessMeter(raw, raw=True)
         else:
             audio = Path(audio)
-            track.decode(audio, raw)
-            meter = track.LoudnessMeter(audio, raw=False)  # the file as it is, at its own rate
+            decoding.decode(audio, raw)
+            meter = decoding.LoudnessMeter(audio, raw=False)  # the file as it is, at its own rate
         try:
             cues, transcripts, tone_results, clipped, measures = _listen(
                 plan, raw, audio is not None, recogniser, listener, on_progress)
@@ -58,7 +59,7 @@ def check(plan: Plan, audio: str | Path | None = None, *, on_progress: Progress 
         except BaseException:
             meter.cancel()
             raise
-    measures = levels.loudness_measures(loudness.integrated_lufs, loudness.true_peak_dbtp, clipped) + measures
+    measures = loudness_checks.loudness_measures(loudness.integrated_lufs, loudness.true_peak_dbtp, clipped) + measures
     rows, warnings = _rows(timeline.events, cues, transcripts, tone_results)
     measures.append(intelligibility.routine_measure(transcripts, strict=strict))
     warnings += intelligibility.warnings(timeline.events, transcripts, plan.routine.voice.rate)
@@ -67,33 +68,33 @@ def check(plan: Plan, audio: str | Path | None = None, *, on_progress: Progress 
                   tuple(warnings), time.monotonic() - began)
 
 
-def _listen(plan: Plan, raw: Path, is_file: bool, recogniser: speech.Recogniser | None,
+def _listen(plan: Plan, raw: Path, is_file: bool, recogniser: Recogniser | None,
             listener: intelligibility.Listener | None, on_progress: Progress | None):
     """Cue verdicts and transcripts, tone verdicts, clipped samples, and (for a file) its alignment."""
     timeline = plan.timeline
-    pcm = track.load(raw)
+    pcm = decoding.load(raw)
     measures = []
     offset = 0
     if is_file:
         with closing(render(plan)) as reference:  # only its first minutes are used
-            a = track.align(pcm, reference, ms_to_samples(timeline.duration_ms))
-        measures = levels.alignment_measures(a.offset_ms, len(pcm) * 1000 / RATE, timeline.duration_ms)
+            a = decoding.align(pcm, reference, ms_to_samples(timeline.duration_ms))
+        measures = loudness_checks.alignment_measures(a.offset_ms, len(pcm) * 1000 / RATE, timeline.duration_ms)
         offset = a.offset_samples or 0
-    clipped = levels.clipped_samples(pcm)
+    clipped = loudness_checks.clipped_samples(pcm)
     heard16k = None  # what a listener hears, bed and all, for the word error rate
     if plan.bed is not None and listener is not None:
-        track.resample_16k(raw, raw.with_name("heard16k.s16"))
-        heard16k = track.load(raw.with_name("heard16k.s16"))
+        decoding.resample_16k(raw, raw.with_name("heard16k.s16"))
+        heard16k = decoding.load(raw.with_name("heard16k.s16"))
     if plan.bed is not None:
         # The bed is known to the sample: cues and tones are listened for
         # with it taken out (exactly from a render; from a file, all but
         # what its encoder changed).
         dry = raw.with_name("dry.s16")
-        track.write_raw(_without_bed(plan, pcm, offset), dry)
-        raw, pcm = dry, track.load(dry)
+        decoding.write_raw(_without_bed(plan, pcm, offset), dry)
+        raw, pcm = dry, decoding.load(dry)
     raw16 = raw.with_name("track16k.s16")
-    track.resample_16k(raw, raw16)
-    pcm16k = track.load(raw16)
+    decoding.resample_16k(raw, raw16)
+    pcm16k = decoding.load(raw16)
     n = sum(e.kind == "speech" for e in timeline.events)
     transcripts = [None] * n
     if recogniser is not None:
@@ -101,13 +102,13 @@ def _listen(plan: Plan, raw: Path, is_file: bool, recogniser: speech.Recogniser 
         passes = 1 if listener is None else 2
         first = None if on_progress is None else (lambda done, total: on_progress(done, passes * total))
         second = None if on_progress is None else (lambda done, total: on_progress(total + done, 2 * total))
-        cues = speech.check_cues(timeline.events, pcm16k, recogniser, on_progress=first)
+        cues = cue_verdicts.check_cues(timeline.events, pcm16k, recogniser, on_progress=first)
         if listener is not None:
             transcripts = intelligibility.transcribe_cues(timeline.events, pcm16k if heard16k is None else heard16k,
                                                           listener, on_progress=second)
     else:
-        cues = [speech.CueResult(UNCHECKED, "the recogniser only knows English")] * n
-    return cues, transcripts, tones.check_tones(timeline.events, pcm), clipped, measures
+        cues = [cue_verdicts.CueResult(UNCHECKED, "the recogniser only knows English")] * n
+    return cues, transcripts, tone_checks.check_tones(timeline.events, pcm), clipped, measures
 
 
 def _without_bed(plan: Plan, pcm, offset: int):
@@ -131,9 +132,9 @@ def _lengths(plan: Plan) -> dict[str, int]:
     return {e.text or "": e.end_ms - e.start_ms for e in plan.timeline.events if e.kind == "speech"}
 
 
-def _rows(events, cues: list[speech.CueResult], transcripts: list, tone_results: list[tones.ToneResult]):
+def _rows(events, cues: list[cue_verdicts.CueResult], transcripts: list, tone_results: list[tone_checks.ToneResult]):
     """One row per event, in plan order; slot problems join their speech row or the warnings."""
-    slots = levels.slot_problems(events)
+    slots = loudness_checks.slot_problems(events)
     cue_iter, heard_iter, tone_iter = iter(cues), iter(transcripts), iter(tone_results)
     rows, warnings = [], []
     for i, e in enumerate(events):
@@ -146,7 +147,7 @@ def _rows(events, cues: list[speech.CueResult], transcripts: list, tone_results:
                 # there.  So this cue's speech is in its slot: the timing holds,
                 # and how well it is understood is the word error rate's business.
                 verdict = PASS
-                reason = (f"{speech.recognised(c.onset_ms - e.start_ms)}; the grammar took it for "
+                reason = (f"{cue_verdicts.recognised(c.onset_ms - e.start_ms)}; the grammar took it for "
                           f"\"{c.heard}\", Whisper heard \"{t.heard}\"")
             slot = slots.get(i)
             if slot is not None and slot[0] == FAIL:

@@ -7,9 +7,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from voiceflex.check.levels import Measure
+from voiceflex.check.cue_verdicts import ToneSpans
+from voiceflex.check.loudness_checks import Measure
+from voiceflex.check.recogniser import RATE_16K
 from voiceflex.check.report import FAIL, PASS, WARNING, SlotWarning
-from voiceflex.check.speech import RATE_16K, ToneSpans
 from voiceflex.errors import MissingComponentError
 from voiceflex.spoken import words
 from voiceflex.timeline import Event

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from voiceflex.check.levels import Measure
+from voiceflex.check.loudness_checks import Measure
 
 PASS, FAIL, UNCHECKED, WARNING = "pass", "FAIL", "unchecked", "warning"
 

@@ -17,9 +17,8 @@ import secrets
 from collections.abc import Iterator
 from pathlib import Path
 
-from voiceflex import leftovers
+from voiceflex import files
 from voiceflex.errors import EncoderError
-from voiceflex.export.encoder import fsync_file
 
 _TEMP = re.compile(r"^\..+\.voiceflex-[0-9a-f]{8}-(\d+)\.part$")
 
@@ -55,7 +54,7 @@ def prepare_folder(folder: Path) -> None:
         folder.mkdir(parents=True, exist_ok=True)
     except OSError as e:
         raise EncoderError(f"cannot create the folder {folder}: {e.strerror or e}") from None
-    leftovers.sweep(folder, _TEMP)
+    files.sweep(folder, _TEMP)
 
 
 class Staging:
@@ -83,7 +82,7 @@ class Staging:
         try:
             for temp, final in self._pending:
                 current = final
-                fsync_file(temp)
+                files.fsync_file(temp)
             for temp, final in self._pending:
                 current = final
                 os.replace(temp, final)
@@ -93,7 +92,7 @@ class Staging:
         folders = {final.parent for _, final in self._pending}
         self._pending = []
         for folder in folders:
-            _fsync_folder(folder)
+            files.fsync_folder(folder)
 
     def shown(self, message: str) -> str:
         """`message` naming the final files: the user never sees the hidden temporary names."""
@@ -126,12 +125,3 @@ def staged() -> Iterator[Staging]:
         staging.discard()
         raise
     staging.commit()
-
-
-def _fsync_folder(folder: Path) -> None:
-    with contextlib.suppress(OSError):
-        fd = os.open(folder, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)

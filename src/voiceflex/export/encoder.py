@@ -22,7 +22,6 @@ Facts measured on ffmpeg 5.1 / LAME 3.100 that set the MP3 settings and levels:
 from __future__ import annotations
 
 import os
-import shutil
 import signal
 import subprocess
 import tempfile
@@ -34,10 +33,10 @@ import numpy as np
 
 from voiceflex.audio.rate import RATE
 from voiceflex.errors import EncoderError, MissingComponentError
+from voiceflex.programs import FFMPEG_HINT, ffmpeg_path
 
 LAME_QUALITY = 7  # see above: keeps peaks, and is fast
 
-FFMPEG_HINT = "install ffmpeg: sudo apt-get install ffmpeg"
 # How long ffmpeg may take for a track: LAME encodes ~800 times faster than
 # real time here; a quarter of real time plus a minute leaves room for any
 # loaded machine, and still ends an encoder that hangs.
@@ -45,12 +44,6 @@ TIMEOUT_BASE_S = 60.0
 TIMEOUT_PER_AUDIO_S = 0.25
 
 
-def ffmpeg_path(needed_for: str = "it encodes MP3 files") -> str:
-    """The ffmpeg program, or MissingComponentError saying what it is for and how to install it."""
-    found = shutil.which("ffmpeg")
-    if not found:
-        raise MissingComponentError(f"ffmpeg is not installed; {needed_for}", hint=FFMPEG_HINT)
-    return found
 
 
 class Sink:
@@ -249,10 +242,3 @@ def check_written(path: Path, fmt: str, samples: int) -> None:
                            f"instead of {samples}")
 
 
-def fsync_file(path: Path) -> None:
-    """Flush `path` to disk, so a rename over the old file never exposes an empty one."""
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)

@@ -1,23 +1,7 @@
 """LAME's MP3 frames: walk them, and splice parts encoded apart into the stream one LAME makes.
 
-An export is encoded in parts, one LAME per core (export/parallel.py).  Each
-part is a file as ffmpeg writes it: an Info frame (Xing/LAME header: frame
-count, encoder delay and padding, CRCs), then constant-bitrate audio frames.
-A part that starts at a multiple of 576 samples of the track (one MPEG-2
-layer III frame) lays its frames on the same grid as an encode of the whole
-track.  Where the track is digitally silent, LAME's frames carry no audio
-data (part2_3_length 0), the decoder's overlap and filterbank state are zero
-on both sides, and a frame that does carry data takes its bit reservoir only
-from frames of its own part: the frames join with no seam, and the spliced
-stream decodes to what each part encoded, sample for sample.  `splice` checks
-all of this on the frames themselves and raises SpliceError, never writes a
-doubtful join.
-
-The Info frame of the result is the first part's, with the frame count, byte
-count, table of contents, end padding (the last part's: its input ends where
-the track does, on the same grid), music length and both CRCs made for the
-whole stream.  Its music CRC (CRC-16 of every audio frame) is derived from
-the CRCs ffmpeg wrote for each part, without reading the parts again.
+Parts encoded apart on the 576-sample grid join without a seam where the track is silent;
+`splice` checks that on the frames and never writes a doubtful join (docs/internals.md, "Splicing MP3 parts").
 """
 
 from __future__ import annotations

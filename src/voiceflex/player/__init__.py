@@ -2,17 +2,16 @@
 
 from __future__ import annotations
 
-from voiceflex.player.backend import Backend, Stream, default_backend
 from voiceflex.player.display import MIN_COLUMNS, Status, StatusModel, chapter_line, rich_view, status_line
-from voiceflex.player.engine import (
-    Command, Keys, NoKeys, Outcome, Player, TrackRender, find_chapter, render_track,
-)
-from voiceflex.player.keys import KeyDecoder, terminal_keys
+from voiceflex.player.keys import Command, KeyDecoder, Keys, NoKeys, terminal_keys
+from voiceflex.player.output import Output, Stream, default_output
+from voiceflex.player.render_thread import TrackRender, render_track
+from voiceflex.player.session import Outcome, Player, find_chapter
 from voiceflex.player.playback import play
 
 __all__ = [
     "MIN_COLUMNS",
-    "Backend",
+    "Output",
     "Command",
     "KeyDecoder",
     "Keys",
@@ -24,7 +23,7 @@ __all__ = [
     "Stream",
     "TrackRender",
     "chapter_line",
-    "default_backend",
+    "default_output",
     "find_chapter",
     "play",
     "render_track",

@@ -2,13 +2,39 @@
 
 from __future__ import annotations
 
+import enum
 import os
 import select
 import time
 from contextlib import contextmanager
-from typing import Iterator
+from typing import Callable, Iterator, Protocol
 
-from voiceflex.player.engine import Command
+
+class Command(enum.Enum):
+    """What a key asks the player to do."""
+
+    TOGGLE = "pause or resume"
+    NEXT = "next chapter"
+    BACK = "back"
+    QUIT = "quit"
+
+
+class Keys(Protocol):
+    """A source of commands: waits up to `timeout` seconds, returns what came (maybe nothing)."""
+
+    def read(self, timeout: float) -> list[Command]: ...
+
+
+class NoKeys:
+    """No controls (standard input is not a terminal): just wait."""
+
+    def __init__(self, sleep: Callable[[float], None] = time.sleep):
+        self._sleep = sleep
+
+    def read(self, timeout: float) -> list[Command]:
+        self._sleep(timeout)
+        return []
+
 
 _SINGLE = {
     b" ": Command.TOGGLE,

@@ -7,16 +7,17 @@ from contextlib import contextmanager, nullcontext
 from typing import TYPE_CHECKING
 
 from voiceflex.errors import DeviceError
-from voiceflex.player.backend import Backend, default_backend
-from voiceflex.player.engine import Keys, Player, TrackRender
-from voiceflex.player.keys import terminal_keys
+from voiceflex.player.keys import Keys, terminal_keys
+from voiceflex.player.output import Output, default_output
+from voiceflex.player.render_thread import TrackRender
+from voiceflex.player.session import Player
 
 if TYPE_CHECKING:
     from voiceflex.planned import Plan
 
 
 @contextmanager
-def play(plan: Plan, *, chapter: int = 0, keys_fd: int | None = None, backend: Backend | None = None,
+def play(plan: Plan, *, chapter: int = 0, keys_fd: int | None = None, output: Output | None = None,
          device_hint: str | None = None) -> Iterator[tuple[Player, Keys | None]]:
     """The session playing `plan` from `chapter`, and the keys of terminal `keys_fd` (None: no keys).
 
@@ -28,7 +29,7 @@ def play(plan: Plan, *, chapter: int = 0, keys_fd: int | None = None, backend: B
     track = TrackRender(plan)
     try:
         try:
-            session = Player(track.samples, plan.timeline, backend or default_backend(), ready=track.ready)
+            session = Player(track.samples, plan.timeline, output or default_output(), ready=track.ready)
             session.start(session.starts[chapter])  # opens the device
         except DeviceError as exc:
             if device_hint is None:

@@ -9,7 +9,7 @@ from voiceflex.errors import RoutineError
 from voiceflex.routine.loader import read_routine, suggest
 from voiceflex.routine.model import Routine
 
-BUILTIN_DIR = Path(__file__).resolve().parent.parent / "routines"
+BUILTIN_DIR = Path(__file__).resolve().parent.parent / "builtin_routines"
 
 
 def builtin_names() -> list[str]:

@@ -73,7 +73,7 @@ BEDS = ("brown-noise", "rain", "drone")  # built-in beds (audio/bed.py), generat
 
 @dataclass(frozen=True)
 class Background:
-    """A sound bed under the whole routine (SPEC 8): a built-in bed's name or an audio file's path."""
+    """A sound bed under the whole routine (docs/beds.md): a built-in bed's name or an audio file's path."""
 
     sound: str  # one of BEDS, or an absolute path
     level: float = -20.0  # dB relative to the voice

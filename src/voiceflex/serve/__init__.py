@@ -43,14 +43,14 @@ class Server:
         _require()
         from voiceflex.serve import catalog, net
         from voiceflex.serve.app import Site, create_app
-        from voiceflex.voice.cache import default_cache_dir
+        from voiceflex import files
 
         entries = catalog.entries(refs, folder)
         secret = net.token(keep_token, data_dir)
         host = host or net.default_host()
         sock = net.listen(host, port)
         base = f"http://{net.url_host(sock, host)}:{sock.getsockname()[1]}/{secret}/"
-        renders = Renders(cache_dir or default_cache_dir() / "serve", settings, engine=engine,
+        renders = Renders(cache_dir or files.cache_path("serve"), settings, engine=engine,
                           max_renders=max_renders, on_event=on_event)
         site = Site(entries, renders, base)
         return cls(site, create_app(site, secret), sock, renders)

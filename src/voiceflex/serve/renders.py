@@ -19,7 +19,6 @@ import hashlib
 import json
 import os
 import shutil
-import tempfile
 import threading
 import time
 import zipfile
@@ -28,7 +27,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from voiceflex import __version__
+from voiceflex import __version__, files
 from voiceflex.audio.output import output_format
 from voiceflex.config import KEYS, Settings
 from voiceflex.errors import RoutineError, VoiceflexError
@@ -291,7 +290,7 @@ class _Scratch:
     """A temporary folder inside the cache (so the final rename stays on one file system), always removed."""
 
     def __init__(self, cache_dir: Path):
-        self.path = Path(tempfile.mkdtemp(prefix=".render-", dir=cache_dir))
+        self.path = files.temp_dir(cache_dir)
 
     def __enter__(self) -> Path:
         return self.path

@@ -7,13 +7,12 @@ import hashlib
 import json
 import os
 import struct
-import tempfile
 from pathlib import Path
 
 import numpy as np
-import platformdirs
 
-from voiceflex import cachefile, leftovers
+from voiceflex import files
+from voiceflex.files import default_cache_dir
 from voiceflex.errors import EngineError
 from voiceflex.voice.engine import Clip
 
@@ -32,25 +31,6 @@ _FIELDS = struct.Struct("<8sIIQ")  # what the sha256 covers before the samples
 MAX_ENTRY_BYTES = _HEADER.size + 10 * 60 * 48_000 * 2
 _SAMPLE = np.dtype("<i2")
 _NO_HARD_LINKS = {errno.EPERM, errno.EOPNOTSUPP, errno.ENOSYS, errno.EMLINK, errno.EXDEV}
-
-
-def default_cache_dir() -> Path:
-    """VOICEFLEX_CACHE_DIR if set, else the user's cache folder for voiceflex."""
-    configured = os.environ.get("VOICEFLEX_CACHE_DIR")
-    if configured:
-        return Path(configured)
-    return Path(platformdirs.user_cache_dir("voiceflex")) / "voice"
-
-
-def write_atomically(path: Path, text: str) -> None:
-    """Best effort, for memos kept beside the cache: one that cannot be written is worked out again."""
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with tempfile.NamedTemporaryFile("w", dir=path.parent, delete=False, suffix=".tmp") as f:
-            f.write(text)
-        os.replace(f.name, path)
-    except OSError:
-        pass
 
 
 class VoiceCache:
@@ -72,7 +52,7 @@ class VoiceCache:
         """The clip stored under `key`, or None if there is none or it was damaged."""
         path = self.path(key)
         try:
-            data = cachefile.read(path, MAX_ENTRY_BYTES)
+            data = files.read(path, MAX_ENTRY_BYTES)
         except OSError as e:
             raise self._error("read", e) from e
         if data is None:
@@ -80,7 +60,7 @@ class VoiceCache:
         clip = _decode(data)
         if clip is None:
             # Never hand out a damaged entry; dropping it makes the cue render again.
-            cachefile.remove(path)
+            files.remove(path)
         return clip
 
     def put(self, key: str, clip: Clip) -> Clip:
@@ -98,11 +78,8 @@ class VoiceCache:
         tmp_name = None
         try:
             self.directory.mkdir(parents=True, exist_ok=True)
-            # Same folder as the entry, so the link below is atomic; the name
-            # carries our pid, so sweep() can tell a killed writer's leftovers.
-            with tempfile.NamedTemporaryFile(
-                dir=self.directory, prefix=f".{os.getpid()}-", suffix=".tmp", delete=False
-            ) as tmp:
+            # Same folder as the entry, so the link below is atomic.
+            with files.temp_file(self.directory) as tmp:
                 tmp_name = tmp.name
                 tmp.write(header)
                 tmp.write(samples)
@@ -137,7 +114,7 @@ class VoiceCache:
 
     def sweep(self) -> None:
         """Remove temporary files that writers killed mid-write left in the cache folder."""
-        leftovers.sweep(self.directory, leftovers.TEMP_FILE)
+        files.sweep(self.directory, files.TEMP_FILE)
 
     def _error(self, verb: str, e: OSError) -> EngineError:
         reason = e.strerror or str(e)

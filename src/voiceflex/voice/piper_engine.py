@@ -15,7 +15,7 @@ from voiceflex.voice.espeak_cli import as_plain_text
 from voiceflex.voice.piper_voices import PiperVoiceFile, find_voices, models_digest
 from voiceflex.voice.workers import CUE_TIMEOUT, WorkerPool
 
-BACKEND = "voiceflex.voice.piper_backend:PiperBackend"
+BACKEND = "voiceflex.voice.piper_worker:PiperWorker"
 _FIX = "pip install 'voiceflex[piper]' (or run scripts/setup)"
 
 # Calibrated on the built-in routines' 67 distinct cue texts (docs/voices.md).

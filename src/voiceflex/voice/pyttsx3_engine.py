@@ -13,14 +13,13 @@ from pathlib import Path
 
 import numpy as np
 
-from voiceflex import cachefile
+from voiceflex import files
 from voiceflex.errors import MissingComponentError
-from voiceflex.voice.cache import default_cache_dir, write_atomically
 from voiceflex.voice.engine import Clip, VoiceInfo, trim_silence
 from voiceflex.voice.workers import CUE_TIMEOUT, WorkerPool, default_workers
 
 # Lives in a module of its own so that worker processes import nothing else.
-BACKEND = "voiceflex.voice.pyttsx3_backend:Pyttsx3Backend"
+BACKEND = "voiceflex.voice.pyttsx3_worker:Pyttsx3Worker"
 _LIB_DIRS = ("/usr/lib/x86_64-linux-gnu", "/usr/lib/aarch64-linux-gnu", "/usr/lib64", "/usr/lib",
              "/usr/local/lib")
 _FIX = "install espeak-ng: sudo apt-get install espeak-ng (or run scripts/setup)"
@@ -101,7 +100,7 @@ class Pyttsx3Engine:
         # Starting a worker costs ~0.1 s, so the answer is kept on disk for
         # this installation: a warm `play` then starts no worker at all.
         if self._info is None:
-            memo = default_cache_dir() / f"pyttsx3-info-2-{_fingerprint(self._library)}.json"
+            memo = files.cache_path(f"pyttsx3-info-2-{_fingerprint(self._library)}.json")
             found = _memo_info(memo)
             if found is not None:
                 version, voices = found
@@ -120,7 +119,7 @@ class Pyttsx3Engine:
                     raise
                 self._spare = pool
                 weakref.finalize(self, pool.close)
-                write_atomically(memo, json.dumps([version, voices]))
+                files.write_text_atomically(memo, json.dumps([version, voices]))
             self._info = (version, [VoiceInfo(i, n, tuple(langs)) for i, n, langs in voices])
         return self._info
 
@@ -133,7 +132,7 @@ def _memo_info(path: Path) -> tuple[str, list] | None:
     the routine's language).
     """
     try:
-        data = cachefile.read(path, 1 << 20)
+        data = files.read(path, 1 << 20)
         found = json.loads(data) if data is not None else None
     except (OSError, ValueError):
         return None

@@ -32,7 +32,7 @@ from multiprocessing.connection import Connection, wait
 from pathlib import Path
 from typing import Any
 
-from voiceflex import leftovers
+from voiceflex import files
 from voiceflex.errors import EngineError
 
 CUE_TIMEOUT = 20.0  # seconds one cue may take, worker start-up included
@@ -222,7 +222,7 @@ class WorkerPool:
 
 def sweep_dead(folder: Path, prefix: str) -> None:
     """Remove the scratch folders `prefix<pid>-...` in `folder` whose process is gone."""
-    leftovers.sweep(folder, re.compile(re.escape(prefix) + r"(\d+)-"))
+    files.sweep(folder, re.compile(re.escape(prefix) + r"(\d+)-"))
 
 
 def main(fd: int, backend_spec: str) -> None:

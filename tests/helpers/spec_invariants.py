@@ -1,4 +1,4 @@
-"""SPEC section 4 invariants of a plan's JSON, shared by the golden and the real-engine tests."""
+"""Invariants of a plan's JSON (`voiceflex plan --json`), shared by the golden and the real-engine tests."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""What the player needs from a sound output: a Backend plays an int16 buffer as a Stream it can stop exactly."""
+"""What the player needs from a sound output: an Output plays an int16 buffer as a Stream it can stop exactly."""
 
 from __future__ import annotations
 
@@ -24,13 +24,13 @@ class Stream(Protocol):
         """Stop playing; return F such that frames [0, F) were heard once and none after F.
 
         With `exact`, F is a promise: resuming from frame F loses and repeats
-        nothing (a backend may play on for a moment to keep it).  Without it,
+        nothing (an output may play on for a moment to keep it).  Without it,
         the stream stops as soon as it can and F is only an estimate.  Returns
         only when the device has let go of the buffer.
         """
 
 
-class Backend(Protocol):
+class Output(Protocol):
     """A sound output: plays int16 mono buffers at voiceflex's one sample rate."""
 
     name: str
@@ -44,24 +44,24 @@ class Backend(Protocol):
         """
 
 
-BACKENDS = ("sounddevice", "simpleaudio")
-# VOICEFLEX_AUDIO=simpleaudio chooses a backend; by default the first that loads.
+OUTPUTS = ("sounddevice", "simpleaudio")
+# VOICEFLEX_AUDIO=simpleaudio chooses an output; by default the first that loads.
 ENV = "VOICEFLEX_AUDIO"
 
 
-def default_backend(choice: str | None = None) -> Backend:
-    """The backend `voiceflex play` uses: `choice` (else $VOICEFLEX_AUDIO), or sounddevice, else simpleaudio.
+def default_output(choice: str | None = None) -> Output:
+    """The output `voiceflex play` uses: `choice` (else $VOICEFLEX_AUDIO), or sounddevice, else simpleaudio.
 
     sounddevice comes first because it streams while the track renders
-    (sounddevice_backend); simpleaudio must wait for the whole rest of the
-    track before it starts (simpleaudio_backend).  Raises DeviceError when
+    (sounddevice_output); simpleaudio must wait for the whole rest of the
+    track before it starts (simpleaudio_output).  Raises DeviceError when
     none can be loaded, with every reason.
     """
     choice = choice or os.environ.get(ENV) or None
-    if choice is not None and choice not in BACKENDS:
-        raise UsageError(f"{ENV}={choice} is not a sound backend", hint=f"use one of: {', '.join(BACKENDS)}")
+    if choice is not None and choice not in OUTPUTS:
+        raise UsageError(f"{ENV}={choice} is not a sound backend", hint=f"use one of: {', '.join(OUTPUTS)}")
     reasons = []
-    for name in (choice,) if choice else BACKENDS:
+    for name in (choice,) if choice else OUTPUTS:
         try:
             return _load(name)
         except DeviceError as exc:
@@ -69,11 +69,11 @@ def default_backend(choice: str | None = None) -> Backend:
     raise DeviceError("no sound output: " + "; ".join(reasons))
 
 
-def _load(name: str) -> Backend:
+def _load(name: str) -> Output:
     if name == "sounddevice":
-        from voiceflex.player.sounddevice_backend import SounddeviceBackend
+        from voiceflex.player.sounddevice_output import SounddeviceOutput
 
-        return SounddeviceBackend()
-    from voiceflex.player.simpleaudio_backend import SimpleaudioBackend
+        return SounddeviceOutput()
+    from voiceflex.player.simpleaudio_output import SimpleaudioOutput
 
-    return SimpleaudioBackend()
+    return SimpleaudioOutput()

@@ -1,4 +1,4 @@
-"""Level and timing checks: loudness and peaks against SPEC 5, clipping, and cues too long for their slot."""
+"""Level and timing checks: loudness and peaks against the export targets (docs/check.md), clipping, and cues too long for their slot."""
 
 from __future__ import annotations
 
@@ -16,8 +16,8 @@ CLIP_LEVEL = 32767  # |sample| at or above this is clipped (int16 full scale)
 # The plan never lets speech overlap, but a cue that ends this close to the
 # next one runs into it for a listener.
 TIGHT_GAP_MS = 50
-COUNTDOWN_STEP_MS = 1000  # SPEC 2.4: one number a second
-# SPEC 5: a file decodes to the plan's length within 50 ms.  It should also
+COUNTDOWN_STEP_MS = 1000  # one number a second (docs/routine-format.md, `hold`)
+# A file decodes to the plan's length within 50 ms (docs/check.md).  It should also
 # start where the plan does: an export measures 0 samples off; 20 ms is far
 # under what a listener notices in a cue's timing, and catches an MP3 whose
 # encoder delay was not removed (about 50 ms late).

@@ -1,38 +1,7 @@
 """Playback through simpleaudio: one buffer per stream, stopped at an exact frame by silencing ahead of the device.
 
-What simpleaudio 1.0.4 (and simpleaudio-patched) does, from its source and
-measured through the ALSA capture of tests/alsa.py:
-
-- `play_buffer` opens a new PCM on the default device and starts a thread
-  that writes the caller's buffer to it in place (no copy), ~100 ms at a
-  time; at the end, or once `stop()` was asked for, the thread finishes the
-  write in flight, drains the device and closes the PCM.
-- There is no pause and no way to ask how far it got: a stopped stream ends
-  wherever the device happened to be reading, give or take 100-200 ms.
-- Every `play_buffer` is a new PCM: on hardware that means a gap (drain,
-  close, open, refill) and, on the `type file` capture used to test players,
-  a new file that truncates the last one.  So the player plays the whole
-  rest of the routine as one buffer and only starts another after a pause or
-  a skip, where a gap is what the user asked for.
-- The device reads the buffer as fast as it consumes: an unpaced ALSA file
-  capture took a buffer still being rendered in milliseconds and played
-  silence where the cues came later (correlation 0.19 with the export).
-  So this backend starts only once the whole buffer is final (`ready`):
-  safe at any device speed, at the price of waiting for the render before
-  the first sound (~1 s per minute of routine).  sounddevice_backend
-  streams instead and is the default.
-
-How a stream stops at an exact frame anyway (`halt(exact=True)`): the thread
-reads the buffer as it goes, so silence written ahead of where the device
-can have read is what the device will play.  The stream picks a cut a little
-ahead of its play position (the estimate is the time since it started,
-which the device follows to within its clock's drift), zeroes two seconds
-from there, waits until the device is surely past the cut, stops, waits for
-the drain, and puts the samples back.  Everything before the cut was heard
-once; after it came only the silence; the next stream starts at the cut.
-The price: the voice stops ~0.5 s after the key (LEAD_S + MARGIN_S, plus
-the drift allowance on long streams: 0.12 s after 10 minutes).  A skip or a
-quit needs no exact frame and silences at once.
+simpleaudio has no pause or position: one buffer per stream, started once final, and an exact
+stop by writing silence ahead of the device (docs/internals.md, "simpleaudio").
 """
 
 from __future__ import annotations
@@ -128,7 +97,7 @@ class SimpleaudioStream:
             self._sleep(POLL_S)
 
 
-class SimpleaudioBackend:
+class SimpleaudioOutput:
     """The default sound output through simpleaudio (ALSA on Linux)."""
 
     name = "simpleaudio"

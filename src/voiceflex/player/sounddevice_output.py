@@ -1,23 +1,7 @@
 """Playback through sounddevice (PortAudio): a blocking write stream fed only with final samples.
 
-Why this backend is the default: the device gets samples only through
-`RawOutputStream.write`, called by one writer thread that first waits until
-the renderer has finished them (`ready`).  However fast the device reads
-(an unpaced ALSA file capture takes a whole routine in milliseconds) it can
-never pass the renderer: if the renderer is behind, the writer waits, and
-the device is handed nothing rather than a buffer still being filled.  On
-a sound card a starved device would pause (PortAudio plays an underrun as
-a gap), never play silence where a cue belongs.
-
-Measured through the ALSA capture of tests/alsa.py: PortAudio primes the
-device with about 1,000 samples of silence when a stream starts and adds
-silence after the last write; in between the capture is the written
-samples, unchanged.
-
-An exact halt is simple here: stop writing, then `stop()` lets the device
-play what was written and returns once it has, so every written frame was
-heard once and none after it.  The price is the device's buffer (~0.1-0.2 s
-after the key).  A quick halt `abort()`s, dropping what is buffered.
+The default: one writer thread hands the device only final samples, so it can never pass the
+renderer (docs/internals.md, "sounddevice").
 """
 
 from __future__ import annotations
@@ -137,7 +121,7 @@ class SounddeviceStream:
         raise DeviceError(f"the sound device failed while playing ({_reason(error)})")
 
 
-class SounddeviceBackend:
+class SounddeviceOutput:
     """Sound output through PortAudio's default device; raises DeviceError when PortAudio is missing."""
 
     name = "sounddevice"
@@ -152,7 +136,7 @@ class SounddeviceBackend:
 
 
 def _load() -> Any:
-    from voiceflex.player.simpleaudio_backend import quiet_alsa
+    from voiceflex.player.simpleaudio_output import quiet_alsa
 
     quiet_alsa()  # PortAudio probes every ALSA device as it loads, and libasound complains on stderr
     try:

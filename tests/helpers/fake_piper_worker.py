@@ -1,4 +1,4 @@
-"""A stand-in for voiceflex.voice.piper_backend in worker processes (test_piper.py): no model needed.
+"""A stand-in for voiceflex.voice.piper_worker in worker processes (test_piper.py): no model needed.
 
 Speaks each sentence (split at ". ") as a 220 Hz square wave, 40 ms a character,
 padded like Piper's output with faint noise that never reaches QUIET; a
@@ -15,7 +15,7 @@ from array import array
 PAD = [0, 1, -2, 3, -1, 2, 0, -3] * 5  # 40 samples of "silence" at most 3 in size
 
 
-class FakePiperBackend:
+class FakePiperWorker:
     def render(self, text: str, model: str, config: str, scales: list[float]) -> tuple[list[bytes], int]:
         with open(os.environ["FAKE_PIPER_LOG"], "a") as log:
             log.write(json.dumps([text, model, config, list(scales)]) + "\n")

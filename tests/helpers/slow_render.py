@@ -1,7 +1,7 @@
 """Run the voiceflex CLI with a starved renderer: each rendered chunk comes SECONDS late (argv[1]).
 
 For tests of the player's guarantee that the device never passes the
-renderer: `python tests/slow_render.py 0.02 play ROUTINE` plays as a loaded
+renderer: `python tests/helpers/slow_render.py 0.02 play ROUTINE` plays as a loaded
 machine would render, whatever the device's pace.
 """
 

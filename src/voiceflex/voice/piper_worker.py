@@ -15,7 +15,7 @@ import os
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 
-class PiperBackend:
+class PiperWorker:
     """Piper voices loaded once in this worker, by model path."""
 
     def __init__(self) -> None:

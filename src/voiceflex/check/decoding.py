@@ -12,7 +12,7 @@ import numpy as np
 
 from voiceflex.audio.rate import RATE
 from voiceflex.errors import MissingComponentError, UsageError, VoiceflexError
-from voiceflex.export.encoder import FFMPEG_HINT, ffmpeg_path
+from voiceflex.programs import FFMPEG_HINT, ffmpeg_path
 
 RATE_16K = 16_000
 

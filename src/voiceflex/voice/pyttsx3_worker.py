@@ -17,7 +17,7 @@ T = TypeVar("T")
 CHILD_LIMIT_S = 60
 
 
-class Pyttsx3Backend:
+class Pyttsx3Worker:
     """libespeak-ng started and given its voice here, and each cue spoken by a child forked from that.
 
     libespeak-ng carries synthesis state from one utterance to the next (the

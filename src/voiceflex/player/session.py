@@ -1,23 +1,22 @@
-"""The playback engine: a rendered track played from any sample, with exact pause and resume, and chapter skips."""
+"""The play session: a rendered track played from any sample, with exact pause and resume, and chapter skips."""
 
 from __future__ import annotations
 
 import bisect
-import enum
 import re
 import threading
 import time
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Callable, Protocol
+from typing import TYPE_CHECKING, Callable
 
 from voiceflex.audio.rate import RATE, ms_to_samples
 from voiceflex.errors import UsageError
+from voiceflex.player.keys import Command, Keys, NoKeys
 
 if TYPE_CHECKING:
     import numpy as np
 
-    from voiceflex.planned import Plan
-    from voiceflex.player.backend import Backend, Stream
+    from voiceflex.player.output import Output, Stream
     from voiceflex.timeline import Timeline
 
 # `p` within this long of a chapter's start goes to the chapter before, as
@@ -26,116 +25,6 @@ if TYPE_CHECKING:
 BACK_AGAIN_S = 2.0
 # How often the engine looks at keys, the stream and the display.
 TICK_S = 0.1
-
-
-class Command(enum.Enum):
-    """What a key asks the player to do."""
-
-    TOGGLE = "pause or resume"
-    NEXT = "next chapter"
-    BACK = "back"
-    QUIT = "quit"
-
-
-class Keys(Protocol):
-    """A source of commands: waits up to `timeout` seconds, returns what came (maybe nothing)."""
-
-    def read(self, timeout: float) -> list[Command]: ...
-
-
-class NoKeys:
-    """No controls (standard input is not a terminal): just wait."""
-
-    def __init__(self, sleep: Callable[[float], None] = time.sleep):
-        self._sleep = sleep
-
-    def read(self, timeout: float) -> list[Command]:
-        self._sleep(timeout)
-        return []
-
-
-def render_track(plan: Plan) -> np.ndarray:
-    """The whole routine as one int16 array: exactly the samples `planned.render` gives, which export writes.
-
-    Played as one buffer (see simpleaudio_backend for why not in blocks);
-    30 minutes take 76 MiB.
-    """
-    render = TrackRender(plan)
-    try:
-        render.ready(render.total)
-    finally:
-        render.close()
-    return render.samples
-
-
-class TrackRender:
-    """The routine's track, rendered into one int16 buffer by a background thread, first sample first.
-
-    `play` starts while the rest is rendered into the same buffer; the
-    backend hands the device a sample only after `ready` said it is final
-    (see backend.Backend.play).  The samples are exactly those of
-    `planned.render`, which export writes.
-    """
-
-    def __init__(self, plan: Plan):
-        import numpy as np
-
-        self.total = ms_to_samples(plan.timeline.duration_ms)
-        self.samples = np.zeros(self.total, np.int16)
-        self._filled = 0
-        self._error: BaseException | None = None
-        self._stopped = False
-        self._changed = threading.Condition()
-        self._thread = threading.Thread(target=self._fill, args=(plan,), daemon=True,
-                                        name="voiceflex-render")
-        self._thread.start()
-
-    @property
-    def filled(self) -> int:
-        """Samples [0, filled) are final."""
-        return self._filled
-
-    def ready(self, upto: int) -> None:
-        """Wait until samples [0, upto) are final; raises what stopped the renderer, if anything did."""
-        upto = min(upto, self.total)
-        with self._changed:
-            self._changed.wait_for(lambda: self._filled >= upto or self._error is not None
-                                   or self._stopped)
-            if self._error is not None:
-                raise self._error
-            if self._filled < upto:
-                raise RuntimeError("the track is no longer being rendered")
-
-    def close(self) -> None:
-        """Stop rendering (the thread ends after its current chunk)."""
-        with self._changed:
-            self._stopped = True
-            self._changed.notify_all()
-
-    def _fill(self, plan: Plan) -> None:
-        from voiceflex import planned
-
-        try:
-            chunks = planned.render(plan)
-            try:
-                for chunk in chunks:
-                    start, end = self._filled, self._filled + len(chunk)
-                    if end > self.total:
-                        raise RuntimeError(f"the renderer gave more than the track's {self.total} samples")
-                    self.samples[start:end] = chunk
-                    with self._changed:
-                        self._filled = end
-                        self._changed.notify_all()
-                        if self._stopped:
-                            return
-            finally:
-                chunks.close()
-            if self._filled != self.total:
-                raise RuntimeError(f"the renderer gave {self._filled} samples for a {self.total}-sample track")
-        except BaseException as exc:  # noqa: BLE001 - handed to whoever waits in ready()
-            with self._changed:
-                self._error = exc
-                self._changed.notify_all()
 
 
 def find_chapter(timeline: Timeline, wanted: str) -> int:
@@ -174,7 +63,7 @@ class Outcome:
 
 
 class Player:
-    """Plays `track` through `backend` and keeps the exact position.
+    """Plays `track` through `output` and keeps the exact position.
 
     The position is a sample index into the track.  While a stream plays it
     is the stream's origin plus what the stream reports played; when paused
@@ -186,11 +75,11 @@ class Player:
     if they never will be.
     """
 
-    def __init__(self, track: np.ndarray, timeline: Timeline, backend: Backend,
+    def __init__(self, track: np.ndarray, timeline: Timeline, output: Output,
                  ready: Callable[[int], None] | None = None):
         self.track = track
         self.timeline = timeline
-        self.backend = backend
+        self.output = output
         self._ready = ready
         self.total = len(track)
         self.starts = [min(ms_to_samples(c.start_ms), self.total) for c in timeline.chapters]
@@ -300,7 +189,7 @@ class Player:
                 for command in keys.read(self._tick()):
                     if command is Command.TOGGLE and self.playing and on_update is not None:
                         # Show "paused" now: an exact halt lets the device
-                        # play on for about half a second (simpleaudio_backend).
+                        # play on for about half a second (simpleaudio_output).
                         self.paused = True
                         on_update(self)
                     if not self.apply(command):
@@ -335,10 +224,10 @@ class Player:
         self._origin = at
         self._position = at
         self.finished = False
-        # The backend asks for each sample through `ready` before the device
+        # The output asks for each sample through `ready` before the device
         # may read it: the device can never pass the renderer.
         ready = None if self._ready is None else (lambda n, at=at: self._wait(at + n))
-        self._stream = self.backend.play(self.track[at:], ready)
+        self._stream = self.output.play(self.track[at:], ready)
 
     def _halt(self, *, exact: bool) -> None:
         stream, self._stream = self._stream, None

@@ -1,0 +1,17 @@
+"""The external programs voiceflex runs (ffmpeg), found on PATH, with the one-line fix when missing."""
+
+from __future__ import annotations
+
+import shutil
+
+from voiceflex.errors import MissingComponentError
+
+FFMPEG_HINT = "install ffmpeg: sudo apt-get install ffmpeg"
+
+
+def ffmpeg_path(needed_for: str = "it encodes MP3 files") -> str:
+    """The ffmpeg program, or MissingComponentError saying what it is for and how to install it."""
+    found = shutil.which("ffmpeg")
+    if not found:
+        raise MissingComponentError(f"ffmpeg is not installed; {needed_for}", hint=FFMPEG_HINT)
+    return found
