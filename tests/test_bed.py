@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from voiceflex import pipeline
-from voiceflex.audio.output import WAV
+from voiceflex.audio.output_format import WAV
 from voiceflex.planned import Plan, render as render_plan
 from voiceflex.audio import bed as bedmod
 from voiceflex.audio import duck, mixer

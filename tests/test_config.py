@@ -260,7 +260,7 @@ def test_rate_arguments_take_only_plain_numbers(text):
 
 @pytest.mark.parametrize("text", ["²k", "①", "６４k", "9" * 5000 + "k", "64kk"])
 def test_bitrates_take_only_plain_numbers(text):
-    from voiceflex.audio.output import parse_bitrate
+    from voiceflex.audio.output_format import parse_bitrate
 
     with pytest.raises(UsageError):
         parse_bitrate(text)

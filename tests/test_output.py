@@ -4,8 +4,8 @@ import dataclasses
 
 import pytest
 
-from voiceflex.audio import output
-from voiceflex.audio.output import WAV, output_format
+from voiceflex.audio import output_format as output
+from voiceflex.audio.output_format import WAV, output_format
 from voiceflex.errors import UsageError
 
 

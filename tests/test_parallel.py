@@ -25,7 +25,7 @@ from helpers.fakes import FakeClip, Meta
 
 from voiceflex import export
 from voiceflex.audio.mixer import total_samples
-from voiceflex.audio.output import output_format
+from voiceflex.audio.output_format import output_format
 from voiceflex.audio.rate import RATE, ms_to_samples
 from voiceflex.audio.track import Track
 from voiceflex.errors import EncoderError, Location

@@ -233,7 +233,7 @@ def _export(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from voiceflex import pipeline
-    from voiceflex.audio import output as formats
+    from voiceflex.audio import output_format as formats
     from voiceflex.errors import UsageError
     from voiceflex.routine import builtin_names
 

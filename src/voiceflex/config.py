@@ -245,7 +245,7 @@ def _check_output(value: Any, folder: Path) -> str:
 
 
 def _check_bitrate(value: Any, _folder: Path) -> str:
-    from voiceflex.audio.output import parse_bitrate
+    from voiceflex.audio.output_format import parse_bitrate
 
     if isinstance(value, bool) or not isinstance(value, (str, int)):
         raise ValueError(f'expected a bitrate such as "64k", got {_kind(value)}')

@@ -6,7 +6,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Callable
 
-from voiceflex.audio.output import OutputFormat, output_format
+from voiceflex.audio.output_format import OutputFormat, output_format
 from voiceflex.config import Settings
 from voiceflex.errors import Diagnostic, EngineError, RoutineError, UnknownVoiceError, VoiceflexError
 from voiceflex.planned import Plan

@@ -6,7 +6,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from voiceflex.audio.output import WAV, OutputFormat
+from voiceflex.audio.output_format import WAV, OutputFormat
 from voiceflex.audio.track import Track
 
 if TYPE_CHECKING:

@@ -69,7 +69,7 @@ class Meta:
 def export_parts(timeline, meta, clips, tones, path, *, split=False, fmt="mp3", bitrate="64k", **kwargs):
     """Export a hand-made timeline the way `voiceflex export` does: an audio.track.Track into export.write."""
     from voiceflex import export
-    from voiceflex.audio.output import output_format
+    from voiceflex.audio.output_format import output_format
     from voiceflex.audio.track import Track
     from voiceflex.files import cache_path
 

@@ -23,7 +23,7 @@ from helpers.fakes import FakeClip as Clip, Meta, export_parts
 
 from voiceflex import export, pipeline
 from voiceflex.audio.mixer import total_samples
-from voiceflex.audio.output import output_format
+from voiceflex.audio.output_format import output_format
 from voiceflex.audio.rate import RATE
 from voiceflex.errors import EncoderError, Location
 from voiceflex.export import atomic, parallel, writer

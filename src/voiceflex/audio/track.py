@@ -7,7 +7,7 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from voiceflex.audio.output import WAV, OutputFormat
+from voiceflex.audio.output_format import WAV, OutputFormat
 
 if TYPE_CHECKING:
     import numpy as np

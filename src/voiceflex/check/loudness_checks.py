@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from voiceflex.audio.output import MAX_TRUE_PEAK_DBTP, TARGET_LUFS
+from voiceflex.audio.output_format import MAX_TRUE_PEAK_DBTP, TARGET_LUFS
 from voiceflex.timeline import Event, number_words
 
 LOUDNESS_TOLERANCE_LU = 1.0

@@ -12,7 +12,7 @@ from typing import Protocol
 import numpy as np
 
 from voiceflex.audio.mixer import total_samples
-from voiceflex.audio.output import OutputFormat
+from voiceflex.audio.output_format import OutputFormat
 from voiceflex.audio.rate import ms_to_samples
 from voiceflex.errors import EncoderError
 from voiceflex.export.atomic import prepare_folder, staged

@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from voiceflex import __version__, files
-from voiceflex.audio.output import output_format
+from voiceflex.audio.output_format import output_format
 from voiceflex.config import KEYS, Settings
 from voiceflex.errors import RoutineError, VoiceflexError
 from voiceflex.serve.catalog import Entry

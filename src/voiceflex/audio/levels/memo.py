@@ -2,20 +2,17 @@
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import io
 import json
-import os
-import tempfile
 import zlib
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from voiceflex import cachefile, leftovers
+from voiceflex import files
 from voiceflex.audio.levels.meter import Weighed
 from voiceflex.audio.loudness import HOP
 from voiceflex.audio.mixer import total_samples
@@ -101,7 +98,7 @@ class Memo:
         """The JSON file's contents, with "loudness" and "plans" mappings whatever was found."""
         if self._plans is None:
             try:
-                raw = cachefile.read(self.plans_path, _MEMO_BYTES)
+                raw = files.read(self.plans_path, _MEMO_BYTES)
                 seal, _, body = (raw or b"").partition(b"\n")
                 # Sealed with its key: a changed digit of a gain would export a wrong level.
                 data = json.loads(body) if seal.decode() == _seal(self.path.stem, body) else None
@@ -116,11 +113,11 @@ class Memo:
 
     def _write_json(self, data: dict) -> None:
         body = json.dumps(data).encode()
-        _write_atomically(self.plans_path, lambda f: f.write(_seal(self.path.stem, body).encode() + b"\n" + body))
+        files.write_atomically(self.plans_path, lambda f: f.write(_seal(self.path.stem, body).encode() + b"\n" + body))
 
     def read(self) -> dict[str, tuple[float, Weighed]]:
         try:
-            raw = cachefile.read(self.path, _MEMO_BYTES)
+            raw = files.read(self.path, _MEMO_BYTES)
             if raw is None:
                 return {}
             with np.load(io.BytesIO(raw), allow_pickle=False) as npz:
@@ -168,28 +165,7 @@ class Memo:
             "products": _joined([c[1] for c in crossed], np.float64),
         }
         arrays["seal"] = np.array(_seal(self.path.stem, *_array_bytes(arrays)))
-        _write_atomically(self.path, lambda f: np.savez(f, **arrays))
-
-
-def _write_atomically(path: Path, write: Callable[[Any], None]) -> None:
-    """Write a file aside and rename it: a reader sees all of it or none.  Best effort.
-
-    The temporary name carries our pid, as the voice cache's do: what a
-    writer killed mid-write leaves is removed by the next one.
-    """
-    temp = None
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        leftovers.sweep(path.parent, leftovers.TEMP_FILE)
-        with tempfile.NamedTemporaryFile(dir=path.parent, prefix=f".{os.getpid()}-", suffix=".tmp",
-                                         delete=False) as f:
-            temp = f.name
-            write(f)
-        os.replace(temp, path)
-    except OSError:
-        if temp is not None:
-            with contextlib.suppress(OSError):
-                os.unlink(temp)
+        files.write_atomically(self.path, lambda f: np.savez(f, **arrays))
 
 
 _MEMO_BYTES = 1 << 28  # far above a 6-hour routine's memo; a bigger file is damaged

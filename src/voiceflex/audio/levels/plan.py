@@ -16,7 +16,7 @@ from voiceflex.audio.levels.memo import Memo
 from voiceflex.audio.levels.meter import Meter, Overlaps
 from voiceflex.audio.levels.shaper import DeferredClip, Shaper
 from voiceflex.audio.loudness import from_db, k_weight, to_db
-from voiceflex.audio.output import TARGET_LUFS, WAV
+from voiceflex.audio.output_format import TARGET_LUFS, WAV
 from voiceflex.audio.rate import RATE
 from voiceflex.routine.model import ToneSpec
 from voiceflex.timeline import Timeline
