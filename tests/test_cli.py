@@ -79,7 +79,7 @@ def test_errors_on_a_terminal_show_the_line_and_a_caret(tmp_path, capsys, monkey
 
 
 def test_clock_carries_into_the_minute():
-    from voiceflex.cli import _clock
+    from voiceflex.cli_output import clock as _clock
 
     # Past an hour h:mm:ss.t, from the same function the plan's header uses.
     assert [_clock(ms) for ms in (0, 59_940, 59_960, 61_250, 3_599_960, 4_073_700)] == \

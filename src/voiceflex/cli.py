@@ -6,14 +6,12 @@ import argparse
 import json
 import os
 import sys
-from contextlib import contextmanager
-from typing import Iterator
 
 from voiceflex import __version__
 from voiceflex import cli_options as options
+from voiceflex import cli_output as show
 from voiceflex.errors import (
     EXIT_BAD_INPUT, EXIT_FAILURE, EXIT_OK, MissingComponentError, RoutineError, VoiceflexError,
-    format_diagnostics,
 )
 
 # Heavy modules (numpy, rich, the voice engines) are imported inside the
@@ -40,7 +38,7 @@ def _main(argv: list[str] | None) -> int:
     try:
         return args.run(args) or EXIT_OK
     except RoutineError as exc:
-        _print_diagnostics(exc, sys.stderr)
+        show.print_diagnostics(exc, sys.stderr)
         return exc.exit_code
     except MissingComponentError as exc:
         # One line: what is missing and how to install it.
@@ -170,11 +168,11 @@ def _list(args: argparse.Namespace) -> int:
 
     rows = []
     settings = options.settings(args)  # the lengths the config's voice gives
-    with _voice_progress("Preparing voice cues") as progress:
+    with show.voice_progress("Preparing voice cues") as progress:
         for name in builtin_names():
             plan = pipeline.plan(name, settings, on_voice_progress=progress)
             rows.append((name, plan.routine.title, format_ms(plan.timeline.duration_ms)))
-    _table(["name", "title", "length"], rows)
+    show.table(["name", "title", "length"], rows)
     return EXIT_OK
 
 
@@ -185,28 +183,28 @@ def _validate(args: argparse.Namespace) -> int:
     status = EXIT_OK
     for ref in options.routine_files(args.routines):
         try:
-            with _voice_progress(f"Timing the cues of {ref}") as progress:
+            with show.voice_progress(f"Timing the cues of {ref}") as progress:
                 timeline = pipeline.validate(ref, settings, speech=not args.no_voice, on_voice_progress=progress)
         except RoutineError as exc:
-            _print_diagnostics(exc, sys.stdout)
+            show.print_diagnostics(exc, sys.stdout)
             status = EXIT_BAD_INPUT
         except VoiceflexError as exc:  # e.g. no such file: report it and check the others
             print(f"voiceflex: {exc}", file=sys.stderr)
             status = max(status, exc.exit_code)
         else:
-            _warn_all(timeline)
+            show.warn_all(timeline)
             cues = sum(e.kind == "speech" for e in timeline.events)
-            print(f"{ref}: ok ({_count(len(timeline.chapters), 'chapter')}, {_count(cues, 'spoken cue')})")
+            print(f"{ref}: ok ({show.count(len(timeline.chapters), 'chapter')}, {show.count(cues, 'spoken cue')})")
     return status
 
 
 def _plan(args: argparse.Namespace) -> int:
     from voiceflex import pipeline
 
-    with _voice_progress("Rendering voice cues") as progress:
+    with show.voice_progress("Rendering voice cues") as progress:
         plan = pipeline.plan(args.routine, options.settings(args), on_voice_progress=progress)
     timeline = plan.timeline
-    _warn_all(timeline)
+    show.warn_all(timeline)
     if args.json:
         json.dump(timeline.to_json(), sys.stdout, indent=2, ensure_ascii=False)
         sys.stdout.write("\n")
@@ -214,12 +212,12 @@ def _plan(args: argparse.Namespace) -> int:
     rows = []
     for e in timeline.events:
         what = e.text if e.kind == "speech" else f"[{e.name}]"
-        rows.append((_clock(e.start_ms), _clock(e.end_ms), str(e.chapter + 1), e.kind, what))
-    print(f"{timeline.title}: {_clock(timeline.duration_ms)}, {_count(len(timeline.chapters), 'chapter')}")
-    _table(["#", "chapter", "start", "end"],
-           [(str(i + 1), c.title, _clock(c.start_ms), _clock(c.end_ms)) for i, c in enumerate(timeline.chapters)])
+        rows.append((show.clock(e.start_ms), show.clock(e.end_ms), str(e.chapter + 1), e.kind, what))
+    print(f"{timeline.title}: {show.clock(timeline.duration_ms)}, {show.count(len(timeline.chapters), 'chapter')}")
+    show.table(["#", "chapter", "start", "end"],
+           [(str(i + 1), c.title, show.clock(c.start_ms), show.clock(c.end_ms)) for i, c in enumerate(timeline.chapters)])
     print()
-    _table(["start", "end", "ch", "kind", "cue"], rows)
+    show.table(["start", "end", "ch", "kind", "cue"], rows)
     return EXIT_OK
 
 
@@ -251,8 +249,8 @@ def _export(args: argparse.Namespace) -> int:
                          hint="give the folder to write to: the file is named after the routine")
     output_format = formats.output_format(args.format, settings.bitrate)
     for ref in builtin_names() if args.all else [args.routine]:
-        with _voice_progress("Rendering voice cues") as voice_progress, \
-                _voice_progress(f"Exporting {ref}") as progress:
+        with show.voice_progress("Rendering voice cues") as voice_progress, \
+                show.voice_progress(f"Exporting {ref}") as progress:
             path = pipeline.export(ref, settings=settings, output=output_format, split=args.split,
                                    on_voice_progress=voice_progress, on_progress=progress,
                                    on_warning=_warn)
@@ -265,9 +263,9 @@ def _play(args: argparse.Namespace) -> int:
 
     from voiceflex import pipeline, player
 
-    with _voice_progress("Rendering voice cues") as progress:
+    with show.voice_progress("Rendering voice cues") as progress:
         plan = pipeline.plan(args.routine, options.settings(args), on_voice_progress=progress)
-    _warn_all(plan.timeline)
+    show.warn_all(plan.timeline)
     chapter = player.find_chapter(plan.timeline, args.start) if args.start is not None else 0
     # Keys only from a terminal we are in the foreground of: changing the
     # terminal's mode from a background job would stop us (SIGTTOU).
@@ -275,52 +273,36 @@ def _play(args: argparse.Namespace) -> int:
     keyed = stdin is not None and stdin.isatty() and os.tcgetpgrp(stdin.fileno()) == os.getpgrp()
     with player.play(plan, chapter=chapter, keys_fd=stdin.fileno() if keyed else None,
                      device_hint=f"to listen elsewhere: voiceflex export {shlex.quote(args.routine)}"
-                     ) as (session, keys), _play_view(plan.timeline, keys=keyed) as show:
-        outcome = session.run(start_at=None, keys=keys, on_update=show)
-        show(session, outcome.how)
+                     ) as (session, keys), show.play_view(plan.timeline, keys=keyed) as view:
+        outcome = session.run(start_at=None, keys=keys, on_update=view)
+        view(session, outcome.how)
     return EXIT_OK
 
 
 def _check(args: argparse.Namespace) -> int:
     from voiceflex import check, pipeline
 
-    with _voice_progress("Rendering voice cues") as progress:
+    with show.voice_progress("Rendering voice cues") as progress:
         plan = pipeline.plan(args.routine, options.settings(args), on_voice_progress=progress)
-    _warn_all(plan.timeline)
-    with _voice_progress("Listening to the cues") as progress:
+    show.warn_all(plan.timeline)
+    with show.voice_progress("Listening to the cues") as progress:
         report = check.check(plan, args.audio, on_progress=progress, strict=args.strict)
     if args.json:
         json.dump(report.to_json(), sys.stdout, indent=2, ensure_ascii=False)
         sys.stdout.write("\n")
     else:
-        _table(["time", "kind", "cue", "verdict", "why", "wer"],
-               [(_clock(r.start_ms), r.kind, r.label if r.kind == "speech" else f"[{r.label}]", r.verdict, r.reason,
+        show.table(["time", "kind", "cue", "verdict", "why", "wer"],
+               [(show.clock(r.start_ms), r.kind, r.label if r.kind == "speech" else f"[{r.label}]", r.verdict, r.reason,
                  "" if r.details.get("wer") is None else f"{r.details['wer']:.0%}")
                 for r in report.rows])
         for w in report.warnings:
-            print(f"warning: {_clock(w.start_ms)} \"{w.label}\": {w.message}")
+            print(f"warning: {show.clock(w.start_ms)} \"{w.label}\": {w.message}")
         print()
-        _table(["measure", "value", "target", "verdict"],
-               [(m.name, _measured(m.value, m.unit), m.target, m.verdict) for m in report.measures])
+        show.table(["measure", "value", "target", "verdict"],
+               [(m.name, show.measured(m.value, m.unit), m.target, m.verdict) for m in report.measures])
         print()
         print(f"{report.audio or 'rendered'}: {report.summary()}")
     return EXIT_OK if report.passed else EXIT_FAILURE
-
-
-def _warn(warning) -> None:
-    """A routine warning on stderr, located like an error: `FILE:LINE:COL: warning: ...`."""
-    print(f"{warning.location}: warning: {warning.message}", file=sys.stderr)
-
-
-def _warn_all(timeline) -> None:
-    for warning in timeline.warnings:
-        _warn(warning)
-
-
-def _measured(value: float | int | None, unit: str) -> str:
-    if value is None:
-        return "none"
-    return (f"{value:.1f} {unit}" if isinstance(value, float) else f"{value} {unit}").rstrip()
 
 
 def _serve(args: argparse.Namespace) -> int:
@@ -377,7 +359,7 @@ def _voices(args: argparse.Namespace) -> int:
         if not voices:
             raise UnknownVoiceError(f'{engine} has no voice for language "{language}"',
                                     hint=f"`voiceflex voices --engine {engine}` lists them all")
-    _table(["id", "name", "languages", "default"],
+    show.table(["id", "name", "languages", "default"],
            [(v.id, v.name, ", ".join(v.languages), f"default for {language}" if v.id == default else "")
             for v in voices])
     return EXIT_OK
@@ -400,7 +382,7 @@ def _config(args: argparse.Namespace) -> int:
         rows.append((key, value, settings.describe(chosen, loaded.file if loaded else None)))
     found = settings.path is not None and settings.path.is_file()
     print(f"config file: {settings.path}" + ("" if found else " (none there)"))
-    _table(["setting", "value", "from"], rows)
+    show.table(["setting", "value", "from"], rows)
     return EXIT_OK
 
 
@@ -410,106 +392,3 @@ def _schema(args: argparse.Namespace) -> int:
     json.dump(json_schema(), sys.stdout, indent=2)
     sys.stdout.write("\n")
     return EXIT_OK
-
-
-# ---- output helpers ------------------------------------------------------------
-
-
-def _clock(ms: int) -> str:
-    from voiceflex.routine.durations import format_clock
-
-    return format_clock(ms)
-
-
-def _count(n: int, noun: str) -> str:
-    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
-
-
-def _print_diagnostics(exc: RoutineError, stream) -> None:
-    stream.write(format_diagnostics(exc, caret=stream.isatty()))
-
-
-def _table(headers: list[str], rows: list[tuple[str, ...]]) -> None:
-    """A table: drawn with rich on a terminal, plain aligned columns otherwise."""
-    if sys.stdout.isatty():
-        from rich.console import Console
-        from rich.table import Table
-
-        table = Table(*headers, box=None, header_style="bold")
-        for row in rows:
-            table.add_row(*row)
-        Console().print(table)
-        return
-    widths = [max(len(h), *(len(r[i]) for r in rows)) if rows else len(h) for i, h in enumerate(headers)]
-    for row in [tuple(headers), *rows]:
-        print("  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip())
-
-
-@contextmanager
-def _play_view(timeline, *, keys: bool) -> Iterator:
-    """The player's display: big digits on a terminal, the status line alone on a narrow or dumb one,
-    else one line per chapter as it starts (docs/play.md)."""
-    from voiceflex.player import MIN_COLUMNS, StatusModel, chapter_line, rich_view, status_line
-
-    model = StatusModel(timeline)
-
-    def status(session, how: str | None):
-        state = ("finished" if session.finished else "stopped" if how == "quit"
-                 else "paused" if session.paused else "playing")
-        return model.at(session.position(), state=state)
-
-    if sys.stdout.isatty():
-        from rich.console import Console
-        from rich.live import Live
-
-        console = Console()
-        if os.environ.get("TERM") == "dumb" or console.width < MIN_COLUMNS:
-            # No cursor movement: the line is rewritten in place with a carriage return.
-            shown = [""]
-
-            def show_line(session, how: str | None = None) -> None:
-                line = status_line(status(session, how))[:max(console.width - 1, 1)]
-                if line != shown[0]:
-                    sys.stdout.write("\r" + line.ljust(len(shown[0])))
-                    sys.stdout.flush()
-                    shown[0] = line
-
-            try:
-                yield show_line
-            finally:
-                sys.stdout.write("\n")
-            return
-
-        with Live(console=console, auto_refresh=False) as live:
-            def show(session, how: str | None = None) -> None:
-                live.update(rich_view(status(session, how), keys=keys), refresh=True)
-
-            yield show
-        return
-
-    printed: list[int] = []
-
-    def show(session, how: str | None = None) -> None:
-        now = status(session, how)
-        if now.state == "playing" and (not printed or printed[-1] != now.chapter):
-            printed.append(now.chapter)
-            print(chapter_line(now), flush=True)
-
-    yield show
-
-
-@contextmanager
-def _voice_progress(label: str) -> Iterator:
-    """A progress bar on stderr while cues are synthesized; silent when not a terminal."""
-    if not sys.stderr.isatty():
-        yield None
-        return
-    from rich.progress import Progress
-
-    with Progress(transient=True, console=None) as bar:
-        task = bar.add_task(label, total=None)
-
-        def update(done: int, total: int) -> None:
-            bar.update(task, completed=done, total=total)
-
-        yield update
