@@ -21,7 +21,7 @@ PAD_MS = 250
 
 
 def words(text: str) -> list[str]:
-    from voiceflex.timeline import number_words
+    from voiceflex.spoken import number_words
 
     text = re.sub(r"\d+", lambda m: f" {number_words(int(m.group()))} ", text.lower())
     return re.findall(r"[a-z']+", text.replace("-", " "))

@@ -7,11 +7,11 @@ import io
 import pytest
 
 from voiceflex.audio.rate import ms_to_samples
+from voiceflex.compiler import compile_routine
 from voiceflex.player import StatusModel, rich_view, status_line
 from voiceflex.player.bigdigits import big, width
 from voiceflex.player.display import clock, countdown
 from voiceflex.routine.loader import read_routine
-from voiceflex.timeline import compile_routine
 
 ROUTINE = """\
 title: Screen test

@@ -19,10 +19,10 @@ from hypothesis import strategies as st
 
 from helpers.fakes import fake_ms
 from voiceflex import pipeline
+from voiceflex.compiler import compile_routine
 from voiceflex.errors import RoutineError
 from voiceflex.routine import read, yamlsource
 from voiceflex.routine.schema import MAX_NESTING
-from voiceflex.timeline import compile_routine
 
 settings.register_profile("default", max_examples=150, deadline=None,
                           suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])

@@ -253,7 +253,7 @@ def _export(args: argparse.Namespace) -> int:
                 show.voice_progress(f"Exporting {ref}") as progress:
             path = pipeline.export(ref, settings=settings, output=output_format, split=args.split,
                                    on_voice_progress=voice_progress, on_progress=progress,
-                                   on_warning=_warn)
+                                   on_warning=show.warn)
         print(path)
     return EXIT_OK
 

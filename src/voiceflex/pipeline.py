@@ -7,12 +7,13 @@ from pathlib import Path
 from typing import Callable
 
 from voiceflex.audio.output_format import OutputFormat, output_format
+from voiceflex.compiler import compile_routine
 from voiceflex.config import Settings
 from voiceflex.errors import Diagnostic, EngineError, RoutineError, UnknownVoiceError, VoiceflexError
 from voiceflex.planned import Plan
 from voiceflex.routine import read
 from voiceflex.routine.model import Routine, VoiceSettings
-from voiceflex.timeline import Timeline, compile_routine, speech_texts
+from voiceflex.timeline import Timeline, speech_texts
 
 __all__ = ["Plan", "chosen_voice", "export", "plan", "validate"]
 

@@ -9,7 +9,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from voiceflex.audio.output_format import MAX_TRUE_PEAK_DBTP, TARGET_LUFS
-from voiceflex.timeline import Event, number_words
+from voiceflex.spoken import number_words
+from voiceflex.timeline import Event
 
 LOUDNESS_TOLERANCE_LU = 1.0
 CLIP_LEVEL = 32767  # |sample| at or above this is clipped (int16 full scale)

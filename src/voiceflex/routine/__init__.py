@@ -6,8 +6,9 @@ from pathlib import Path
 
 from voiceflex.errors import UsageError
 from voiceflex.errors import RoutineError
-from voiceflex.routine.loader import read_routine, suggest
+from voiceflex.routine.loader import read_routine
 from voiceflex.routine.model import Routine
+from voiceflex.routine.values import suggest
 
 BUILTIN_DIR = Path(__file__).resolve().parent.parent / "builtin_routines"
 

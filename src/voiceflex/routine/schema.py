@@ -7,7 +7,7 @@ from typing import Any
 
 from voiceflex.routine.durations import FORMS
 
-# Value types the loader knows how to check (see loader._check_value).
+# Value types the loader knows how to check (see `_Loader.value` in loader.py).
 TEXT, STRING, DURATION, DURATION0, OFFSET, INT, NUMBER, BOOL = (
     "text", "string", "duration", "duration0", "offset", "int", "number", "bool")
 STEPS, SIDES, CUES, TONE_NAME, VOICE, TONES, BREATH_VOICE, PATH, ENGINE, FREQ, BACKGROUND = (
