@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 from voiceflex.audio.rate import RATE, ms_to_samples
 from voiceflex.player import bigdigits
+from voiceflex.routine.durations import format_ms as clock  # a track time, whole seconds rounded down
 
 if TYPE_CHECKING:
     from voiceflex.timeline import Span, Timeline
@@ -102,14 +103,6 @@ class StatusModel:
         if i >= 0 and position < ms_to_samples(self._spans[i].end_ms):
             return self._spans[i], None
         return None, self._spans[i + 1] if i + 1 < len(self._spans) else None
-
-
-def clock(ms: int) -> str:
-    """A track time: 0:42, 12:05, 1:02:03, whole seconds rounded down."""
-    seconds = max(ms, 0) // 1000
-    hours, rest = divmod(seconds, 3600)
-    minutes, seconds = divmod(rest, 60)
-    return f"{hours}:{minutes:02d}:{seconds:02d}" if hours else f"{minutes}:{seconds:02d}"
 
 
 def countdown(ms: int) -> str:
