@@ -14,6 +14,7 @@ from voiceflex.routine.model import (
     Breathe, Hold, Include, Pause, PlayTone, Repeat, Routine, Say, Sides, Step, Text,
 )
 from voiceflex.routine.schema import MAX_EVENTS, MAX_HOURS, MAX_TEXT
+from voiceflex.routine.values import short
 from voiceflex.spoken import describe, has_words, number_words, strip_unspeakable
 from voiceflex.timeline import Chapter, Event, Span, Timeline
 
@@ -113,7 +114,7 @@ class _Compiler:
         """Report a cue no voice can say (an error) or one with characters it cannot (a warning)."""
         dropped = strip_unspeakable(text)[1]
         named = ", ".join(describe(c) for c in dropped[:3]) + (", ..." if len(dropped) > 3 else "")
-        shown = f'"{_short(text)}"' if text.isprintable() else repr(_short(text))
+        shown = f'"{short(text, 40)}"' if text.isprintable() else repr(short(text, 40))
         if not has_words(text):
             what = f"only {named}" if dropped else "only punctuation"
             self.error(source, f"nothing in {shown} can be spoken ({what}); write the cue in words")
@@ -335,8 +336,8 @@ class _Compiler:
         speech = sorted((e for e in self.events if e.kind == "speech"), key=lambda e: (e.start, e.end))
         for a, b in zip(speech, speech[1:]):
             if a.end > b.start:
-                self.error(a.source, f'"{_short(a.text)}" lasts {(a.end - a.start) / 1000:.2f} s and runs into '
-                                     f'"{_short(b.text)}" at {_clock(b.start)} ({b.source.file}:{b.source.line}); '
+                self.error(a.source, f'"{short(a.text or "", 40)}" lasts {(a.end - a.start) / 1000:.2f} s and runs into '
+                                     f'"{short(b.text or "", 40)}" at {_clock(b.start)} ({b.source.file}:{b.source.line}); '
                                      "shorten or move one of them")
 
     def timeline(self, cursor: int) -> Timeline:
@@ -365,11 +366,6 @@ def _merged(events: list[_Raw]) -> tuple[list[int], list[int]]:
             starts.append(e.start)
             ends.append(e.end)
     return starts, ends
-
-
-def _short(text: str | None, limit: int = 40) -> str:
-    text = text or ""
-    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 def _clock(ms: int) -> str:
