@@ -34,6 +34,12 @@ def default_cache_dir() -> Path:
     return Path(platformdirs.user_cache_dir("voiceflex")) / "voice"
 
 
+def data_dir() -> Path:
+    """VOICEFLEX_DATA_DIR if set, else the user's data folder for voiceflex (Piper voices, the kept token)."""
+    configured = os.environ.get("VOICEFLEX_DATA_DIR")
+    return Path(configured) if configured else Path(platformdirs.user_data_dir("voiceflex"))
+
+
 def cache_path(name: str) -> Path:
     """`name` (a subfolder such as "levels", "beds", "serve", or a memo file) in the cache folder."""
     return default_cache_dir() / name

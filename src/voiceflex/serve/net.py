@@ -11,8 +11,7 @@ import secrets
 import socket
 from pathlib import Path
 
-import platformdirs
-
+from voiceflex import files
 from voiceflex.errors import ServeError, UsageError
 
 DEFAULT_PORT = 8765
@@ -51,7 +50,7 @@ def token(keep: bool, data_dir: Path | None = None) -> str:
     """A fresh secret for the URL; with `keep`, the one kept in the user data folder (made once)."""
     if not keep:
         return secrets.token_urlsafe(24)
-    path = (data_dir or Path(platformdirs.user_data_dir("voiceflex"))) / TOKEN_FILE
+    path = (data_dir or files.data_dir()) / TOKEN_FILE
     with contextlib.suppress(FileNotFoundError, UnicodeDecodeError):
         kept = path.read_text(encoding="ascii").strip()
         if _TOKEN.match(kept):

