@@ -96,6 +96,17 @@ def test_duplicate_keys_and_second_documents_are_errors():
         _parse("a: 1\n---\nb: 2\n")
 
 
+def test_a_duplicate_key_drops_only_its_own_value():
+    # Many mappings, each with a repeated key and then a fresh one: the fresh
+    # keys must all survive, whatever memory the dropped key nodes freed.
+    text = "".join(f"- {{a: 1, a: 2, b{i}: 3, c: 4}}\n" for i in range(300))
+    problems: list = []
+    root = yamlsource.parse(text, "t.yaml", problems)
+    assert len(problems) == 300
+    assert [sorted(item.value) for item in root.value] == [sorted(["a", f"b{i}", "c"]) for i in range(300)]
+    assert all(item.value["a"][1].value == 1 for item in root.value)
+
+
 def test_non_utf8_is_located():
     with pytest.raises(RoutineError) as info:
         yamlsource.decode("title: ok\nsay: caf\xe9\n".encode("latin-1"), "t.yaml")

@@ -182,14 +182,14 @@ class _Builder:
     def __init__(self, file: str):
         self.file = file
         self.root: Node | None = None
-        self.stack: list[tuple[Node, list[Node], str | None]] = []  # container, pending key, anchor
+        # container, pending key (with whether it repeats an earlier key), anchor
+        self.stack: list[tuple[Node, list[tuple[Node, bool]], str | None]] = []
         self.anchors: dict[str, Node] = {}
         self.open_anchors: set[str] = set()
         self.total = 0
         self.documents = 0
         self.aliased = False  # whether the count includes values repeated by aliases
         self.problems: list[Diagnostic] = []  # reported, but the tree is still usable
-        self.ignored: set[int] = set()  # ids of duplicate key nodes, whose values are dropped
 
     def fail(self, mark: Any, message: str) -> None:
         raise RoutineError([_diag(self.file, mark, message)])
@@ -249,15 +249,17 @@ class _Builder:
         elif not pending:
             if not isinstance(node.value, str) or node.is_map or node.is_seq:
                 self.fail(mark, "mapping keys must be plain words")
-            if node.value in parent.value:
+            duplicate = node.value in parent.value
+            if duplicate:
                 first = parent.value[node.value][0].location
                 self.problems.append(_diag(self.file, mark, f"key `{node.value}` appears twice in this mapping "
                                                             f"(first on line {first.line}); keep one"))
-                self.ignored.add(id(node))
-            pending.append(node)
+            # The flag travels with the key: an id() of a dropped node is
+            # reused by later nodes, which then vanished as "duplicates" too.
+            pending.append((node, duplicate))
         else:
-            key = pending.pop()
-            if id(key) not in self.ignored:
+            key, duplicate = pending.pop()
+            if not duplicate:
                 parent.value[key.value] = (key, node)
 
     def scalar(self, event: yaml.ScalarEvent) -> Any:
