@@ -97,19 +97,19 @@ def sound_all_through() -> np.ndarray:
     return np.round(x + bursts).astype(np.int16)
 
 
-def encode(path: Path, pcm: np.ndarray) -> Path:
-    sink = Mp3Sink(path, KBPS)
+def encode(path: Path, pcm: np.ndarray, kbps: int = KBPS) -> Path:
+    sink = Mp3Sink(path, kbps)
     sink.write(pcm)
     sink.close()
     return path
 
 
-def two_parts(folder: Path, signal: np.ndarray, join: int) -> list[mp3frames.Part]:
+def two_parts(folder: Path, signal: np.ndarray, join: int, kbps: int = KBPS) -> list[mp3frames.Part]:
     """The signal encoded as parallel.plan cuts it around frame `join`: the parts splice takes."""
     stop = (join + parallel.REACH) * FRAME - parallel.CODEC_DELAY + parallel.MARGIN
     start = (join - parallel.WARM) * FRAME
-    return [mp3frames.Part(encode(folder / "part0.mp3", signal[:stop]), 0),
-            mp3frames.Part(encode(folder / "part1.mp3", signal[start:]), start // FRAME)]
+    return [mp3frames.Part(encode(folder / "part0.mp3", signal[:stop], kbps), 0),
+            mp3frames.Part(encode(folder / "part1.mp3", signal[start:], kbps), start // FRAME)]
 
 
 def info_frame(data: bytes) -> bytes:
@@ -119,7 +119,10 @@ def info_frame(data: bytes) -> bytes:
 
 def frames_of(path: Path) -> list[tuple[int, int]]:
     """(offset, size) of each audio frame of an MP3 as ffmpeg writes it (no ID3 tag)."""
-    data = path.read_bytes()
+    return frames_of_bytes(path.read_bytes())
+
+
+def frames_of_bytes(data: bytes) -> list[tuple[int, int]]:
     at, out = len(info_frame(data)), []
     while at < len(data):
         size = len(info_frame(data[at:at + 4] + bytes(1000)))
@@ -227,6 +230,49 @@ def test_the_later_parts_bit_reservoir_is_moved_over_the_join(spliced, tmp_path,
     assert snr_db(spliced.signal[frame], left) < snr_db(spliced.signal[frame], moved) - 6
 
 
+@needs_ffmpeg
+def test_a_reservoir_over_several_frames_is_moved_around_their_headers(tmp_path):
+    # At 32 kbit/s a frame holds 91 bytes of main data, so the second part's
+    # reservoir at the join runs back over more than one frame: the copy
+    # must skip the headers and side info in between.
+    signal = sound_all_through()
+    near = round((len(signal) // 2 + parallel.CODEC_DELAY) / FRAME)
+    parts = two_parts(tmp_path, signal, near, kbps=32)
+    pristine = [p.path.read_bytes() for p in parts]
+    frames = frames_of_bytes(pristine[1])
+
+    def reaches_back(k: int) -> bool:  # past the payload of the frame before (header 4, side info 9)
+        return pristine[1][frames[k - parts[1].offset][0] + 4] > frames[k - parts[1].offset - 1][1] - 13
+
+    # The first frame on from the join asked for whose reservoir reaches that far back.
+    join = next(k for k in range(near, near + parallel.REACH + 1) if reaches_back(k))
+    assert mp3frames.splice(parts, [join]) == [join]
+    reference = encode(tmp_path / "reference.mp3", signal, 32)
+    ours, theirs = decode(parts[0].path, strict=True), decode(reference)
+    upto = join * FRAME - parallel.CODEC_DELAY
+    np.testing.assert_array_equal(ours[:upto], theirs[:upto])
+    window = slice(upto - RATE // 4, upto + RATE // 4)
+    assert snr_db(signal[window], ours[window]) == pytest.approx(snr_db(signal[window], theirs[window]), abs=1.5)
+
+
+@needs_ffmpeg
+def test_a_reservoir_fits_to_the_byte(tmp_path, spliced):
+    # The first part's frame at the join said to leave exactly the bytes the
+    # second part's reservoir needs: it fits; one byte fewer: it does not.
+    k = spliced.join
+    back = spliced.parts[1].path.read_bytes()[frames_of(spliced.parts[1].path)[k - spliced.parts[1].offset][0] + 4]
+    for free, fits in ((back, True), (back - 1, False)):
+        folder = tmp_path / str(free)
+        folder.mkdir()
+        parts = copies(folder, spliced.parts)
+        rewrite_side_info(parts[0], range(k, k + 1), lambda bits: bits & ~(0xFF << 64) | free << 64)
+        if fits:
+            assert mp3frames.splice(parts, [k]) == [k]
+        else:
+            with pytest.raises(SpliceError, match="bit reservoir"):
+                mp3frames.splice(parts, [k])
+
+
 # --- refusals ---------------------------------------------------------------------------------
 
 
@@ -274,13 +320,13 @@ def test_a_join_where_the_parts_do_not_fit_is_refused(tmp_path, spliced, which, 
 def test_a_join_moves_on_to_the_first_frame_that_fits(tmp_path, spliced):
     parts = copies(tmp_path, spliced.parts)
     near = spliced.join
-    # The second part said to switch windows at the frame asked for and the
-    # one before it: the join moves on to the first frame clear of both (two
-    # on), and keeps neither.
-    rewrite_side_info(parts[1], range(near - 1, near + 1), lambda bits: bits | WINDOW_SWITCHING | 2 << 22)
+    # The second part said to begin short windows at the frame asked for and
+    # the next, where the first part's end long: the join moves on to the
+    # first frame after them, and keeps neither.
+    rewrite_side_info(parts[1], range(near, near + 2), lambda bits: bits | WINDOW_SWITCHING | 2 << 22)
     (tmp_path / "unmoved").mkdir()
     with pytest.raises(SpliceError, match="different windows"):
-        mp3frames.splice(copies(tmp_path / "unmoved", parts), [near], 0)
+        mp3frames.splice(copies(tmp_path / "unmoved", parts), [near], 1)
     (made,) = mp3frames.splice(parts, [near], parallel.REACH)
     assert made == near + 2
     assert len(decode(parts[0].path, strict=True)) == len(spliced.signal)

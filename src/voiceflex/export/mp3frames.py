@@ -20,6 +20,10 @@ SAMPLE_RATE = 22050
 # MPEG-2 layer III bitrates by header index, kbit/s.
 _KBPS = (0, 8, 16, 24, 32, 40, 48, 56, 64, 80, 96, 112, 128, 144, 160)
 _SIDE_INFO = 9  # bytes, MPEG-2 mono
+# Block types (0 long, 1 start, 2 short, 3 stop) by the half of their window
+# that is short: a start window ends short, a stop window begins short.
+_ENDS_SHORT = (1, 2)
+_BEGINS_SHORT = (2, 3)
 _TAG = 4 + _SIDE_INFO  # where "Info" starts in the Info frame
 _LAME = _TAG + 120  # where the LAME extension starts (after flags, counts, TOC, quality)
 _BLOCK = 1 << 20
@@ -172,19 +176,21 @@ def _fault(a: Part, a_frames: array, b: Part, b_frames: array, join: int) -> str
 
     Both parts encoded the same track samples around the join, so b's frame
     there is a's own but for its quantisation.  Two things join two streams:
-    the decoder overlaps each frame's window with the one before, so a and b
-    must have chosen the same windows there (long, start, short, stop); and
-    b's frame may begin its main data up to 255 bytes back (the bit
-    reservoir), which must fit in the bytes a's frame `join` leaves free.
+    the decoder overlaps each frame's window with the one before, and their
+    aliasing cancels only where a's last window ends with the half that b's
+    first one begins with (long or short); and b's frame may begin its main
+    data up to 255 bytes back (the bit reservoir), which must fit in the bytes
+    a's frame `join` leaves free.
     """
     ka, kb = join - a.offset, join - b.offset
     if not (0 < ka < len(a_frames) - 1 and 0 < kb < len(b_frames) - 1):
         return "the parts do not overlap there"
-    a_before, a_at = _side(_read_frame(a.path, a_frames, ka - 1)), _side(_read_frame(a.path, a_frames, ka))
-    b_before, b_at = _side(_read_frame(b.path, b_frames, kb - 1)), _side(_read_frame(b.path, b_frames, kb))
-    if (a_before[2], a_at[2]) != (b_before[2], b_at[2]):
+    a_last = _side(_read_frame(a.path, a_frames, ka - 1))[2]
+    a_free = _side(_read_frame(a.path, a_frames, ka))[0]
+    b_back, _, b_first = _side(_read_frame(b.path, b_frames, kb))
+    if (a_last in _ENDS_SHORT) != (b_first in _BEGINS_SHORT):
         return "the parts chose different windows there"
-    if b_at[0] > a_at[0]:
+    if b_back > a_free:
         return "its bit reservoir does not fit"
     return None
 
