@@ -37,7 +37,7 @@ from voiceflex.routine.model import BEDS, Background
 from voiceflex.timeline import Timeline
 
 # Part of every cache key: bump it when what a bed's files hold changes.
-BED_VERSION = 1
+BED_VERSION = 2  # 2: the brown noise and the drone have their air
 XFADE = ms_to_samples(1500)  # a whole number of hops
 MIN_SECONDS = 4  # a file shorter than this is no bed
 _READ = 1 << 20  # bytes of ffmpeg's output read at a time

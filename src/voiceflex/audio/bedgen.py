@@ -39,13 +39,18 @@ def _shaped_noise(rng: np.random.Generator, gain) -> np.ndarray:
 
 def _brown(rng: np.random.Generator) -> np.ndarray:
     # Power falling 6 dB an octave, from 30 Hz (below, it would only move the speaker cone).
-    return _shaped_noise(rng, lambda f: 1.0 / np.maximum(f, 30.0) * _highpass(f, 30.0))
+    return _with_air(rng, _shaped_noise(rng, lambda f: 1.0 / np.maximum(f, 30.0) * _highpass(f, 30.0)))
+
+
+def _hiss(rng: np.random.Generator) -> np.ndarray:
+    """A soft hiss: pink noise from 300 Hz to about 6 kHz."""
+    return _shaped_noise(rng, lambda f: _highpass(f, 300.0) / np.sqrt(np.maximum(f, 1.0))
+                         / (1.0 + (f / 6000.0) ** 2))
 
 
 def _rain(rng: np.random.Generator) -> np.ndarray:
-    # A soft hiss, pink and band-limited (the patter of many far drops) ...
-    hiss = _shaped_noise(rng, lambda f: _highpass(f, 300.0) / np.sqrt(np.maximum(f, 1.0))
-                         / (1.0 + (f / 6000.0) ** 2))
+    # A soft hiss (the patter of many far drops) ...
+    hiss = _hiss(rng)
     hiss *= 1.0 + 0.25 * np.sin(2 * np.pi * 3 * np.arange(LOOP) / LOOP + rng.uniform(0, 2 * np.pi))
     # ... and soft near drops at random: short, damped, pitched clicks, each
     # wrapped around the loop's end so none is cut at the seam.
@@ -74,7 +79,19 @@ def _drone(rng: np.random.Generator) -> np.ndarray:
             voice += np.sin(2 * np.pi * freq * n + rng.uniform(0, 2 * np.pi))
         swell = int(rng.integers(1, 5)) / LOOP_SECONDS
         x += weight * voice * (1.0 + 0.3 * np.sin(2 * np.pi * swell * n + rng.uniform(0, 2 * np.pi)))
-    return x
+    return _with_air(rng, x)
+
+
+def _with_air(rng: np.random.Generator, x: np.ndarray) -> np.ndarray:
+    """`x` over a faint hiss of air, 10 dB under it.
+
+    A bed all below 300 Hz leaves the speech band of the quiet around each
+    cue empty but for it, and a recogniser heard cues through the brown
+    noise and the drone worse than through rain; with the air, as well
+    (docs/beds.md, "Intelligibility").
+    """
+    air = _hiss(rng)
+    return x + air * np.sqrt(np.mean(x * x) / np.mean(air * air)) * 10.0 ** (-10.0 / 20.0)
 
 
 def _highpass(f: np.ndarray, corner: float) -> np.ndarray:
