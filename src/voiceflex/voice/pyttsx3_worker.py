@@ -69,7 +69,7 @@ class Pyttsx3Worker:
         os.ftruncate(self._pcm, 0)
         size = _in_child(self._speak, text, rate)
         frames = os.pread(self._pcm, size, 0)
-        if len(frames) != size or not frames.strip(b"\0"):
+        if len(frames) != size or frames.count(0) == size:  # (counted: strip would copy them)
             raise RuntimeError("libespeak-ng produced no sound")
         return frames, self._sample_rate
 
@@ -85,23 +85,21 @@ class Pyttsx3Worker:
     def _speak(self, text: str, rate: int) -> int:
         """Runs in the child: the cue's samples written into the PCM file; how many bytes."""
         espeak = self._espeak
+        self._written = 0
         espeak.SetParameter(espeak.RATE, rate, 0)
         espeak.Synth(text.encode("utf-8"), flags=espeak.ENDPAUSE | espeak.CHARS_UTF8)
         return self._written
 
 
 def _info() -> tuple[str, list[tuple[str, str, tuple[str, ...]]]]:
-    # Imported here, in the child: the worker itself stays small.
-    from importlib import metadata
-
-    import pyttsx3
+    """libespeak-ng's version, and the voices as pyttsx3 lists them."""
+    import pyttsx3  # here, in the child: the worker itself stays small
     from pyttsx3.drivers import _espeak
 
     tts = pyttsx3.init("espeak")
     library = (_espeak.Info() or b"?").decode("utf-8", "replace")
-    version = f"pyttsx3 {metadata.version('pyttsx3')}, libespeak-ng {library}, fresh state per cue"
     voices = [(v.id, v.name, tuple(v.languages or ())) for v in tts.getProperty("voices")]
-    return version, voices
+    return library, voices
 
 
 def _in_child(function: Callable[..., T], *args: object) -> T:
