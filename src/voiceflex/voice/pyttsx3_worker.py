@@ -136,7 +136,10 @@ def _in_child(function: Callable[..., T], *args: object) -> T:
     if code != 0:
         how = f"killed by {signal.Signals(-code).name}" if code < 0 else f"exited with status {code}"
         raise RuntimeError(f"the speech process {how}")
-    status, value = pickle.loads(os.pread(reply, os.fstat(reply).st_size, 0))
+    size = os.fstat(reply).st_size
+    if size == 0:
+        raise RuntimeError("the speech process ended without answering")
+    status, value = pickle.loads(os.pread(reply, size, 0))
     if status != "ok":
         raise RuntimeError(value)
     return value
