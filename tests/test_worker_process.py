@@ -81,7 +81,7 @@ class FakeEspeak(types.ModuleType):
         if text == b"quiet":
             values = [0] * 3000
         else:
-            values = [(i * len(text) + self.rate + 1000 * self.spoken) % 30000 for i in range(2500)]
+            values = [(i * len(text) + self.rate + 1000 * self.spoken) % 30000 for i in range(100 * len(text))]
         samples = (ctypes.c_short * len(values))(*values)
         for start in range(0, len(values), self.CHUNK):
             part = ctypes.cast(ctypes.byref(samples, start * 2), ctypes.POINTER(ctypes.c_short))
@@ -91,7 +91,7 @@ class FakeEspeak(types.ModuleType):
 
 def expected(text: str, rate: int, spoken_before: int = 0) -> bytes:
     """The fake's samples for `text` after `spoken_before` other utterances in the same process."""
-    values = [(i * len(text) + rate + 1000 * (spoken_before + 1)) % 30000 for i in range(2500)]
+    values = [(i * len(text) + rate + 1000 * (spoken_before + 1)) % 30000 for i in range(100 * len(text))]
     return bytes((ctypes.c_short * len(values))(*values))
 
 
@@ -109,8 +109,10 @@ def espeak(monkeypatch):
 
 def test_a_cue_comes_back_whole_from_its_child(espeak):
     worker = Pyttsx3Worker()
-    frames, rate = worker.render("Hold it.", "gmw/en-us", 160)
-    assert (frames, rate) == (expected("Hold it.", 160), 22050)
+    long = "Kneel on your left knee, the other foot forward."  # several parts of CHUNK samples
+    assert worker.render(long, "gmw/en-us", 160) == (expected(long, 160), 22050)
+    # After a longer cue: this one's samples, none of the longer one's after them.
+    assert worker.render("Hold it.", "gmw/en-us", 160) == (expected("Hold it.", 160), 22050)
     assert espeak.spoken == 0, "the worker itself never speaks"
 
 
@@ -127,6 +129,7 @@ def test_every_cue_starts_from_the_workers_unspoken_state(espeak):
 
 def test_silence_an_unknown_voice_and_empty_text_are_errors(espeak):
     worker = Pyttsx3Worker()
+    worker.render("Kneel on your left knee, the other foot forward.", "gmw/en-us", 160)  # sound past where the silence ends
     with pytest.raises(RuntimeError, match="produced no sound"):
         worker.render("quiet", "gmw/en-us", 160)
     with pytest.raises(RuntimeError, match="no voice 'xx/none'"):

@@ -66,7 +66,7 @@ class Pyttsx3Worker:
             if espeak.SetVoiceByName(voice.encode("utf-8")) != espeak.EE_OK:
                 raise RuntimeError(f"libespeak-ng has no voice {voice!r}")
             self._voice = voice
-        os.ftruncate(self._pcm, 0)
+        # Not emptied between cues: its pages stay, and the child's answer says how much is this cue's.
         size = _in_child(self._speak, text, rate)
         frames = os.pread(self._pcm, size, 0)
         if len(frames) != size or frames.count(0) == size:  # (counted: strip would copy them)
