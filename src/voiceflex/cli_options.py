@@ -7,6 +7,7 @@ import re
 from pathlib import Path
 
 from voiceflex.errors import UsageError
+from voiceflex.routine.values import short
 
 
 def voice_options(p: argparse.ArgumentParser) -> None:
@@ -49,7 +50,7 @@ def short_text(text: str) -> str:
 
 def _shown(text: str) -> str:
     """An argument, cut short and with unprintable characters escaped, for a message."""
-    text = text if len(text) <= 40 else text[:39] + "…"
+    text = short(text, 40)
     return repr(text) if not text.isprintable() or not text else f'"{text}"'
 
 

@@ -168,7 +168,7 @@ def mix(
     Each chunk is a fresh zeroed buffer to which only the placements that touch
     it add their overlapping slice, always in the same order: nothing ever
     holds the whole track, and where no placement sounds the chunk is exactly
-    zero (export/parallel.py cuts the track there), unless a `bed` (samples
+    zero, unless a `bed` (samples
     [a, b) of a sound under everything, before the gain) is added last.
     """
     if chunk_samples <= 0:

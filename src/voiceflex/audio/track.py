@@ -36,7 +36,6 @@ class Track:
         self.timeline, self.clips, self.tones, self.output = timeline, clips, tones, output
         self._bed, self._memo_dir = bed, memo_dir
         self.total = total_samples(timeline)
-        self.has_bed = bed is not None  # never silent: no cuts for encoding in parts
         self._levels = None
         self._failed: BaseException | None = None  # raised again to every later reader
         self._lock = threading.Lock()

@@ -1,7 +1,9 @@
 """LAME's MP3 frames: walk them, and splice parts encoded apart into the stream one LAME makes.
 
-Parts encoded apart on the 576-sample grid join without a seam where the track is silent;
-`splice` checks that on the frames and never writes a doubtful join (docs/internals.md, "Splicing MP3 parts").
+Parts encoded apart on the 576-sample grid, overlapping around each join, are
+joined at a frame where both made the same window choice and the bit reservoir
+of the later part fits in the earlier one's; `splice` checks that on the
+frames and never writes a doubtful join (docs/internals.md, "Splicing MP3 parts").
 """
 
 from __future__ import annotations
@@ -18,9 +20,12 @@ SAMPLE_RATE = 22050
 # MPEG-2 layer III bitrates by header index, kbit/s.
 _KBPS = (0, 8, 16, 24, 32, 40, 48, 56, 64, 80, 96, 112, 128, 144, 160)
 _SIDE_INFO = 9  # bytes, MPEG-2 mono
+# Block types (0 long, 1 start, 2 short, 3 stop) by the half of their window
+# that is short: a start window ends short, a stop window begins short.
+_ENDS_SHORT = (1, 2)
+_BEGINS_SHORT = (2, 3)
 _TAG = 4 + _SIDE_INFO  # where "Info" starts in the Info frame
 _LAME = _TAG + 120  # where the LAME extension starts (after flags, counts, TOC, quality)
-_RESERVOIR_MAX = 255  # main_data_begin is 8 bits in MPEG-2
 _BLOCK = 1 << 20
 # The largest end padding ffmpeg's muxer writes: one frame plus the decoder's delay (529).
 _FFMPEG_MAX_PADDING = SAMPLES_PER_FRAME + 529
@@ -84,51 +89,62 @@ def decoded_samples(path: Path) -> int:
 
 @dataclass(frozen=True)
 class Part:
-    """One part's file and the audio frames of it that go into the stream: [first, stop)."""
+    """One part's file, and the frame of the whole stream that its first audio frame is."""
 
     path: Path
-    first: int
-    stop: int | None  # None: to its end
+    offset: int
 
 
-def splice(parts: Sequence[Part]) -> None:
-    """Make the first part's file the whole stream: every part's kept frames, in order.
+def splice(parts: Sequence[Part], joins: Sequence[int], reach: int = 0) -> list[int]:
+    """Make the first part's file the whole stream: part i's frames from joins[i-1] up to joins[i].
 
-    The other parts' files are left for the caller to remove.  Raises
-    SpliceError, before changing any file, if a join is not in silence.
+    Frames are counted on the whole stream's grid.  Each join moves on to the
+    first frame, at most `reach` after the one asked, where the two parts can
+    join (_fault); the joins made are returned.  The other parts'
+    files are left for the caller to remove.  Raises SpliceError, before
+    changing any file, if a join cannot be made.
     """
-    if not parts or parts[0].first != 0 or any(p.stop is None for p in parts[:-1]):
+    if not parts or parts[0].offset != 0 or len(joins) != len(parts) - 1:
         raise SpliceError("the parts must cover the track from its first frame to its last")
     infos = [read_info(p.path) for p in parts]
     if any(info.delay != infos[0].delay for info in infos):
         raise SpliceError("the parts were encoded with different encoder delays")
-    spans, crcs, frames = [], [], 0
-    for part, info in zip(parts, infos, strict=True):
-        stop = info.frames if part.stop is None else part.stop
-        if not 0 <= part.first < stop <= info.frames:
-            raise SpliceError(f"{part.path.name} has {info.frames} frames, not [{part.first}, {stop})")
-        offsets = _offsets(part.path, info.size, stop)
-        end = os.path.getsize(part.path)
-        if offsets[-1] > end or (part.stop is None and offsets[-1] != end):
+    offsets = [_offsets(p.path, info.size, info.frames) for p, info in zip(parts, infos, strict=True)]
+    for part, info, frames in zip(parts, infos, offsets, strict=True):
+        if frames[-1] != os.path.getsize(part.path):
             raise SpliceError(f"{part.path.name} does not end after its {info.frames} frames")
-        spans.append((offsets[part.first], offsets[stop]))
-        crcs.append(_kept_crc(part.path, info.music_crc, info.size, spans[-1], end))
-        frames += stop - part.first
-        # Two frames each side of a join (a stream's decoder starts from silence).
-        if part.first:
-            _check_start(part.path, offsets[max(part.first - 2, 0)], offsets[part.first])
-        if part.stop is not None:
-            _check_silent(part.path, offsets[max(stop - 2, 0)], offsets[stop])
+    made: list[int] = []
+    patches: list[list[tuple[int, bytes]]] = [[] for _ in parts]  # per part: (file offset, new bytes)
+    for i, near in enumerate(joins):
+        a, b = parts[i], parts[i + 1]
+        faults = []
+        for join in range(near, near + reach + 1):
+            faults.append(_fault(a, offsets[i], b, offsets[i + 1], join))
+            if faults[-1] is None:
+                break
+        else:
+            raise SpliceError(f"{b.path.name} cannot follow {a.path.name} at frame {near}: {faults[0]}")
+        if made and join <= made[-1]:
+            raise SpliceError("the joins must follow each other")
+        made.append(join)
+        patches[i].append(_relocation(a, offsets[i], b, offsets[i + 1], join))
+    bounds = [0, *made, parts[-1].offset + infos[-1].frames]
+    spans = [(frames[lo - p.offset], frames[hi - p.offset])
+             for p, frames, lo, hi in zip(parts, offsets, bounds[:-1], bounds[1:], strict=True)]
 
-    music = sum(b - a for a, b in spans)
     crc = 0
-    for (a, b), kept in zip(spans, crcs, strict=True):
-        crc = _advance(crc, b - a) ^ kept
+    for part, info, (first, stop), patch in zip(parts, infos, spans, patches, strict=True):
+        kept = _kept_crc(part.path, info.music_crc, info.size, (first, stop), os.path.getsize(part.path))
+        for at, new in patch:  # CRC-16 is linear: the changed bytes XOR their difference in
+            diff = bytes(x ^ y for x, y in zip(_read(part.path, at, at + len(new)), new, strict=True))
+            kept ^= _advance(crc16(diff), stop - at - len(new))
+        crc = _advance(crc, stop - first) ^ kept
+    music = sum(stop - first for first, stop in spans)
     with open(parts[0].path, "rb") as f:
         frame = bytearray(f.read(infos[0].size))
     size = infos[0].size + music
     frame[_TAG:_TAG + 4] = b"Info"
-    frame[_TAG + 8:_TAG + 12] = frames.to_bytes(4, "big")
+    frame[_TAG + 8:_TAG + 12] = (bounds[-1]).to_bytes(4, "big")
     frame[_TAG + 12:_TAG + 16] = size.to_bytes(4, "big")
     # Constant bitrate: bytes grow with time, so the seek table is a straight line.
     frame[_TAG + 16:_TAG + 116] = bytes(256 * i // 100 for i in range(100))
@@ -140,13 +156,80 @@ def splice(parts: Sequence[Part]) -> None:
 
     with open(parts[0].path, "r+b") as out:
         out.truncate(spans[0][1])
-        out.seek(0, os.SEEK_END)
-        for part, (a, b) in zip(parts[1:], spans[1:]):
-            with open(part.path, "rb") as src:
-                src.seek(a)
-                _copy(src, out, b - a)
+        base = 0  # where the current part's kept bytes begin in `out`, less their place in the part
+        for i, (part, (first, stop)) in enumerate(zip(parts, spans, strict=True)):
+            if i:
+                base = out.seek(0, os.SEEK_END) - first
+                with open(part.path, "rb") as src:
+                    src.seek(first)
+                    _copy(src, out, stop - first)
+            for at, new in patches[i]:
+                out.seek(base + at)
+                out.write(new)
         out.seek(0)
         out.write(frame)
+    return made
+
+
+def _fault(a: Part, a_frames: array, b: Part, b_frames: array, join: int) -> str | None:
+    """Why `b`'s frames from `join` on cannot follow `a`'s frames before it, or None if they can.
+
+    Both parts encoded the same track samples around the join, so b's frame
+    there is a's own but for its quantisation.  Two things join two streams:
+    the decoder overlaps each frame's window with the one before, and their
+    aliasing cancels only where a's last window ends with the half that b's
+    first one begins with (long or short); and b's frame may begin its main
+    data up to 255 bytes back (the bit reservoir), which must fit in the bytes
+    a's frame `join` leaves free.
+    """
+    ka, kb = join - a.offset, join - b.offset
+    if not (0 < ka < len(a_frames) - 1 and 0 < kb < len(b_frames) - 1):
+        return "the parts do not overlap there"
+    a_last = _side(_read_frame(a.path, a_frames, ka - 1))[2]
+    a_free = _side(_read_frame(a.path, a_frames, ka))[0]
+    b_back, _, b_first = _side(_read_frame(b.path, b_frames, kb))
+    if (a_last in _ENDS_SHORT) != (b_first in _BEGINS_SHORT):
+        return "the parts chose different windows there"
+    if b_back > a_free:
+        return "its bit reservoir does not fit"
+    return None
+
+
+def _relocation(a: Part, a_frames: array, b: Part, b_frames: array, join: int) -> tuple[int, bytes]:
+    """(offset in a, bytes): b's bit reservoir before frame `join`, written where a leaves it free.
+
+    Main data runs on over the frames' payloads (each frame less its header
+    and side info).  The reservoir a's frame `join` would begin in holds no
+    data of a's earlier frames, and b's fits in it (_fault).
+    """
+    count = _side(_read_frame(b.path, b_frames, join - b.offset))[0]
+    into = _payload_before(a_frames, join - a.offset, count)
+    taken = b"".join(_read(b.path, lo, hi) for lo, hi in _payload_before(b_frames, join - b.offset, count))
+    start, end = (into[0][0], into[-1][1]) if into else (a_frames[join - a.offset],) * 2
+    new = bytearray(_read(a.path, start, end))
+    at = 0
+    for lo, hi in into:  # the headers in between stay as they are
+        new[lo - start:hi - start] = taken[at:at + hi - lo]
+        at += hi - lo
+    return start, bytes(new)
+
+
+def _payload_before(frames: array, frame: int, count: int) -> list[tuple[int, int]]:
+    """The byte ranges of the `count` payload bytes before `frame`'s header, in file order."""
+    ranges: list[tuple[int, int]] = []
+    while count > 0:
+        frame -= 1
+        if frame < 0:
+            raise SpliceError("a frame takes its bit reservoir from before the stream")
+        lo, hi = frames[frame] + 4 + _SIDE_INFO, frames[frame + 1]
+        take = min(count, hi - lo)
+        ranges.append((hi - take, hi))
+        count -= take
+    return ranges[::-1]
+
+
+def _read_frame(path: Path, frames: array, index: int) -> bytes:
+    return _read(path, frames[index], frames[index + 1])
 
 
 def _seal(frame: bytearray) -> None:
@@ -214,50 +297,22 @@ def _offsets(path: Path, start: int, count: int) -> array:
     return offsets
 
 
-def _frames(data: bytes) -> list[bytes]:
-    """`data`, whole consecutive frames, cut into them."""
-    frames, at = [], 0
-    while at < len(data):
-        size = _frame_size(data, at)
-        frames.append(data[at:at + size])
-        at += size
-    return frames
+def _side(frame: bytes) -> tuple[int, int, int]:
+    """(main_data_begin, part2_3_length, block_type) of an MPEG-2 mono frame's one granule.
 
-
-def _side(frame: bytes) -> tuple[int, int]:
-    """(main_data_begin, part2_3_length) of an MPEG-2 mono frame's granule."""
-    bits = int.from_bytes(frame[4:8], "big")
-    return bits >> 24, (bits >> 11) & 0xFFF
+    The 72 bits of side info: main_data_begin 8, private 1, part2_3_length
+    12, big_values 9, global_gain 8, scalefac_compress 9, then
+    window_switching_flag 1 and, when it is set, block_type 2 (0: long).
+    """
+    bits = int.from_bytes(frame[4:4 + _SIDE_INFO], "big")
+    block = bits >> 22 & 3 if bits >> 24 & 1 else 0
+    return bits >> 64, bits >> 51 & 0xFFF, block
 
 
 def _read(path: Path, begin: int, end: int) -> bytes:
     with open(path, "rb") as f:
         f.seek(begin)
         return f.read(end - begin)
-
-
-def _check_silent(path: Path, begin: int, end: int) -> None:
-    """The frames in [begin, end) carry no audio data (their granules decode to zeros)."""
-    if any(_side(frame)[1] for frame in _frames(_read(path, begin, end))):
-        raise SpliceError(f"{path.name}: the frames at a join carry sound")
-
-
-def _check_start(path: Path, before: int, first: int) -> None:
-    """A part's frames from `first` can follow another part's (frames [before, first) dropped)."""
-    # Silent before the join: the decoder's overlap and filterbank state are
-    # zero there, in this part's own decoding as in the spliced one.
-    _check_silent(path, before, first)
-    # The bit reservoir: a frame's main data may begin up to 255 bytes back,
-    # in the frames before it; only this part's kept frames may be there.
-    data = _read(path, first, first + 16 * 1024)
-    room, at = 0, 0
-    while room < _RESERVOIR_MAX and at + 8 <= len(data):
-        back, length = _side(data[at:at + 8])
-        if length and back > room:
-            raise SpliceError(f"{path.name}: a frame takes its bit reservoir from before the join")
-        size = _frame_size(data, at)
-        room += size - 4 - _SIDE_INFO
-        at += size
 
 
 def _copy(src: BinaryIO, dst: BinaryIO, length: int) -> None:

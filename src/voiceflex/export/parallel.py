@@ -1,17 +1,18 @@
-"""One MP3 encoded in parts, a LAME per core, cut where the track is silent and spliced frame-exactly.
+"""One MP3 encoded in parts, a LAME per core, overlapping at each join and spliced frame-exactly.
 
 LAME runs on one core and is most of an export's time (2.2 s of a
 30-minute routine's ~2.6 s here), so a long enough export is cut into
-parts, one per core: each part has its own ffmpeg, fed by its own mixer
-thread reading the same level plan, and their frames are then spliced into
-one stream (mp3frames.splice).  A cut goes in the middle of a stretch where
-nothing sounds (the timeline says where; the mixer's output there is exactly
-zero), on the 576-sample frame grid an encode of the whole track would use.
-Both parts around it encode MARGIN of that silence past the join, so the
-frames at the join carry no sound and the result decodes, sample for sample,
-to the parts' own decodings (measured: the same samples as one LAME's
-stream up to where its bit-allocation history differs, the same SNR against
-the track, the same length).
+parts of equal length, one per core: each part has its own ffmpeg, fed by
+its own mixer thread reading the same level plan, and their frames are then
+spliced into one stream (mp3frames.splice).  Each part lies on the
+576-sample frame grid an encode of the whole track would use; around a join
+the parts overlap (the later one starts WARM frames early, the earlier one
+runs MARGIN on), and the splice takes the first frame, up to REACH on, where
+their frames fit together.  Cuts go anywhere: in speech, tones or a sound bed.
+Measured on three 30-minute tracks (with a music bed, with rain, without a
+bed), 8 joins each: all 24 made, 0 to 2 frames on; the spliced stream decodes
+to one encode's samples up to the join and, in the half second around it, to
+an SNR within 1 dB of one encode's (either way: another bit allocation).
 """
 
 from __future__ import annotations
@@ -26,21 +27,28 @@ from typing import Protocol
 
 import numpy as np
 
-from voiceflex.audio.mixer import total_samples
 from voiceflex.audio.rate import RATE, ms_to_samples
 from voiceflex.errors import EncoderError
 from voiceflex.export import mp3frames
 from voiceflex.export.atomic import temp_name
 from voiceflex.export.encoder import Mp3Sink
-from voiceflex.timeline import Timeline
 
 FRAME = mp3frames.SAMPLES_PER_FRAME
 # LAME's encoder delay (576) and the decoder's (529): frame f of the stream
 # decodes to track samples from 576 f - CODEC_DELAY on.
 CODEC_DELAY = 1105
-MARGIN = ms_to_samples(200)  # silence each part encodes past a join
-SILENCE = ms_to_samples(600)  # the shortest stretch of silence a cut goes in
-EDGE = ms_to_samples(10)  # kept clear of every sound's ends (rounding of their lengths)
+# A part after the first starts WARM frames before its join: enough for its
+# frames from the join on to cover only the track (a frame's 576 samples and
+# the 512 taps of the analysis filterbank before them), few enough that its
+# bit reservoir, which starts empty, still fits in the one of the part before
+# (mp3frames._fault).
+WARM = 4
+# How many frames on a join may move to one where the parts fit.
+REACH = 8
+# Track the part before a join encodes past the last frame the join may move
+# to: LAME's look-ahead for its window choice, and more, so that its frames
+# up to there are what one encoder would make.
+MARGIN = ms_to_samples(300)
 MIN_PART = ms_to_samples(60_000)  # shorter parts are not worth an encoder's start-up
 MAX_PARTS = 4
 
@@ -53,63 +61,22 @@ class Source(Protocol):
 
 @dataclass(frozen=True)
 class Part:
-    """Track samples [start, stop) encoded apart; its frames [first, last) go into the stream."""
+    """Track samples [start, stop) encoded apart; the stream takes its frames from about frame `join` on."""
 
     start: int  # a multiple of FRAME: the part's frames lie on the whole track's grid
     stop: int
-    first: int
-    last: int | None  # None: to its end
+    join: int  # the stream's frame where this part takes over (0 for the first), or up to REACH after
 
 
-def plan(timeline: Timeline, cores: int) -> list[Part]:
-    """How to encode `timeline`'s track on `cores` cores: its parts, or [] for one encoder."""
-    total = total_samples(timeline)
-    middles = [(a + b) // 2 for a, b in _silences(timeline, total)]
-    joins: list[int] = []
-    # As many parts as there are cores, or fewer where silences do not fall near their ends.
-    for count in range(min(cores, MAX_PARTS, total // MIN_PART), 1, -1):
-        found = _joins(middles, total, count)
-        if len(found) > len(joins):
-            joins = found
-        if len(joins) == count - 1:
-            break
-    if not joins:
+def plan(total: int, cores: int) -> list[Part]:
+    """How to encode a track of `total` samples on `cores` cores: its parts, or [] for one encoder."""
+    count = min(cores, MAX_PARTS, total // MIN_PART)
+    if count < 2:
         return []
-    starts = [0] + [(join * FRAME - CODEC_DELAY - MARGIN) // FRAME * FRAME for join in joins]
-    stops = [join * FRAME - CODEC_DELAY + MARGIN for join in joins] + [total]
-    bounds = [0, *joins, None]
-    return [Part(start, stop, bounds[i] - start // FRAME if i else 0,
-                 None if bounds[i + 1] is None else bounds[i + 1] - start // FRAME)
-            for i, (start, stop) in enumerate(zip(starts, stops, strict=True))]
-
-
-def _joins(middles: list[int], total: int, count: int) -> list[int]:
-    """The first frame of each part after the first, for `count` parts of about equal length."""
-    joins: list[int] = []
-    for i in range(1, count):
-        aim = total * i // count
-        best = min(middles, key=lambda m: abs(m - aim), default=None)
-        if best is None or abs(best - aim) > total // count // 4:
-            continue  # no silence near enough: one part fewer
-        join = round((best + CODEC_DELAY) / FRAME)
-        if joins and (join - joins[-1]) * FRAME < MIN_PART:
-            continue
-        joins.append(join)
-    return joins
-
-
-def _silences(timeline: Timeline, total: int) -> list[tuple[int, int]]:
-    """Stretches of the track at least SILENCE long where nothing sounds, EDGE clear of each sound."""
-    sounding = sorted((max(0, ms_to_samples(e.start_ms) - EDGE), ms_to_samples(e.end_ms) + EDGE)
-                      for e in timeline.events)
-    gaps, quiet_from = [], 0
-    for start, end in sounding:
-        if start - quiet_from >= SILENCE:
-            gaps.append((quiet_from, start))
-        quiet_from = max(quiet_from, end)
-    if total - quiet_from >= SILENCE:
-        gaps.append((quiet_from, total))
-    return gaps
+    joins = [round((total * i // count + CODEC_DELAY) / FRAME) for i in range(1, count)]
+    starts = [0] + [(join - WARM) * FRAME for join in joins]
+    stops = [(join + REACH) * FRAME - CODEC_DELAY + MARGIN for join in joins] + [total]
+    return [Part(start, stop, join) for start, stop, join in zip(starts, stops, [0, *joins], strict=True)]
 
 
 def encode(track: Source, parts: Sequence[Part], path: Path, kbps: int,
@@ -117,8 +84,8 @@ def encode(track: Source, parts: Sequence[Part], path: Path, kbps: int,
            on_start: Callable[[], None] | None = None) -> bool:
     """Encode the parts at once and splice them into `path`; False if the frames would not join.
 
-    On False (a join found not silent: mp3frames' checks) `path` holds
-    nothing of use and the caller encodes the track in one part.  On any
+    On False (no frame near a join where the parts fit: mp3frames' checks)
+    `path` holds nothing of use and the caller encodes the track in one part.  On any
     error every encoder is stopped and only `path` (the caller's temporary
     file) may be left.
     """
@@ -163,8 +130,8 @@ def encode(track: Source, parts: Sequence[Part], path: Path, kbps: int,
         for sink in sinks:
             sink.close()
         try:
-            mp3frames.splice([mp3frames.Part(p, part.first, part.last)
-                              for p, part in zip(paths, parts, strict=True)])
+            mp3frames.splice([mp3frames.Part(p, part.start // FRAME) for p, part in zip(paths, parts, strict=True)],
+                             [part.join for part in parts[1:]], REACH)
         except mp3frames.SpliceError:
             return False
         except OSError as e:  # a full disk, a file size limit

@@ -60,9 +60,7 @@ def write(
     prepare_folder(path.parent)
     cover = _Cover(routine.title, routine.author) if fmt == "mp3" else None
     total = total_samples(timeline)
-    # Parts are cut in silences; a track with a sound bed under it has none.
-    in_parts = fmt == "mp3" and not getattr(track, "has_bed", False)
-    parts = parallel.plan(timeline, _cores()) if in_parts else []
+    parts = parallel.plan(total, _cores()) if fmt == "mp3" else []
     with staged() as staging:
         temp = staging.path_for(path)
         if not (parts and parallel.encode(track, parts, temp, kbps, on_progress, cover.start)):

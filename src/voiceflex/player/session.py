@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Callable
 from voiceflex.audio.rate import RATE, ms_to_samples
 from voiceflex.errors import UsageError
 from voiceflex.player.keys import Command, Keys, NoKeys
+from voiceflex.routine.values import short
 
 if TYPE_CHECKING:
     import numpy as np
@@ -49,8 +50,7 @@ def find_chapter(timeline: Timeline, wanted: str) -> int:
             if folded and title.startswith(folded):
                 return i
     listing = ", ".join(f"{i} {c.title}" for i, c in enumerate(chapters, 1))
-    shown = wanted if len(wanted) <= 40 else wanted[:39] + "…"
-    raise UsageError(f'--from "{shown}" is not a chapter of this routine',
+    raise UsageError(f'--from "{short(wanted, 40)}" is not a chapter of this routine',
                      hint=f"give a number from 1 to {len(chapters)} or a title: {listing}")
 
 

@@ -8,7 +8,7 @@ from voiceflex.errors import UsageError
 from voiceflex.errors import RoutineError
 from voiceflex.routine.loader import read_routine
 from voiceflex.routine.model import Routine
-from voiceflex.routine.values import suggest
+from voiceflex.routine.values import short, suggest
 
 BUILTIN_DIR = Path(__file__).resolve().parent.parent / "builtin_routines"
 
@@ -24,8 +24,7 @@ def resolve(ref: str) -> tuple[Path, str]:
     try:
         exists, is_file = path.exists(), path.is_file()
     except OSError as exc:  # e.g. a name longer than the file system allows
-        shown = ref if len(ref) <= 60 else ref[:59] + "…"
-        raise UsageError(f"{shown}: {exc.strerror or exc}",
+        raise UsageError(f"{short(ref)}: {exc.strerror or exc}",
                          hint="give a path to a .yaml file, or a built-in name from `voiceflex list`") from None
     if path.suffix in (".yaml", ".yml") or "/" in ref or exists:
         if not is_file:

@@ -14,8 +14,6 @@ from voiceflex.routine.model import (
 from voiceflex.routine.values import BAD, CONTROL, PATH_CONTROL, kind_of, short, suggest
 from voiceflex.spoken import has_words
 
-MAX_INCLUDE_DEPTH = 16
-
 
 class StepReader:
     """The step half of the routine loader, which supplies `error`, `mapping`, `value`, `text` and `read`."""
@@ -199,9 +197,6 @@ class StepReader:
         if target in self.include_stack:
             chain = " -> ".join(p.name for p in [*self.include_stack[self.include_stack.index(target):], target])
             self.error(node.location, f"include cycle: {chain}")
-            return None
-        if len(self.include_stack) > MAX_INCLUDE_DEPTH:
-            self.error(node.location, f"includes nested more than {MAX_INCLUDE_DEPTH} deep")
             return None
         if target not in self.parsed:
             display = os.path.normpath(os.path.join(os.path.dirname(node.location.file), rel))
