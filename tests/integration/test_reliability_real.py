@@ -55,6 +55,8 @@ steps:
 
 # 150 distinct cues: its voice takes long enough to render (about a second) that
 # a worker, or the whole export, can be killed while cues are being spoken.
+# What every speech worker's command line names (voice/workers.py, _BOOTSTRAP).
+WORKER_MAIN = "voiceflex.voice.worker_main"
 MANY_CUES = """\
 title: Many cues
 steps:
@@ -227,7 +229,7 @@ def test_sigkill_while_cues_are_spoken_leaves_nothing_after_the_next_run(tmp_pat
     wait_until(lambda: len(list(cache.glob("*.clip"))) >= 5, export, "cues were being spoken")
     export.kill()
     export.wait(timeout=WAIT)
-    wait_gone("voiceflex.voice.workers")  # its workers see the connection close and end
+    wait_gone(WORKER_MAIN)  # its workers see the connection close and end
     assert [p.name for p in tmp.iterdir() if p.name.startswith("voiceflex-workers-")]  # left behind...
 
     again = voiceflex("export", "many.yaml", "-o", "out", env=env, cwd=tmp_path)
@@ -247,7 +249,7 @@ def _workers_of(pid: int) -> list[int]:
             except OSError:
                 continue
             parent = int(stat.rsplit(")", 1)[1].split()[1])
-            if parent == pid and b"voiceflex.voice.workers" in cmdline:
+            if parent == pid and WORKER_MAIN.encode() in cmdline:
                 found.append(int(proc.name))
     return found
 

@@ -8,6 +8,7 @@ import pytest
 from voiceflex.errors import UsageError
 from voiceflex.routine.model import VoiceSettings
 from voiceflex.voice import Clip, VoiceCache, get_engine, list_voices, pyttsx3_engine, synthesize
+from voiceflex.voice.workers import WorkerPool
 
 pytestmark = pytest.mark.integration
 
@@ -134,3 +135,53 @@ def test_engine_info_is_remembered_per_installation(monkeypatch, tmp_path):
     assert (second.version, second.voices()) == (first.version, first.voices())
     assert len(calls) == 1, "the second engine read the remembered answer"
     assert list(tmp_path.glob("pyttsx3-info-*.json"))
+
+
+# ---- pyttsx3: the same bytes whatever the worker was asked before ----------------------------------
+
+PROBE = "helpers.espeak_probe:Probe"
+OTHERS = ["Breathe in", "Hold it. Breathe out slowly.", "Switch sides.", "Kneel on your left knee.",
+          "Relax your jaw and shoulders.", "Round 2 of 3.", "Well done."]
+
+
+def test_a_cue_is_the_same_bytes_whatever_its_worker_spoke_before():
+    target = "Three."
+    with WorkerPool(PROBE) as first, WorkerPool(PROBE) as later:
+        fresh = first.call("render", target, "gmw/en-us", 160)
+        for text in OTHERS:
+            later.call("render", text, "gmw/en-us", 160)
+        assert later.call("render", target, "gmw/en-us", 160) == fresh
+        # The test can tell: spoken by the worker itself, after the others, it comes out otherwise.
+        for text in OTHERS:
+            later.call("render_in_place", text, "gmw/en-us", 160)
+        assert later.call("render_in_place", target, "gmw/en-us", 160) != fresh
+        assert later.call("render", target, "gmw/en-us", 160) != fresh  # every child inherits that
+
+
+def test_cues_handed_out_in_any_order_to_any_number_of_workers_give_the_same_bytes():
+    engine = get_engine("pyttsx3")
+    texts = [*OTHERS, "Three.", "Hold.", "Find a quiet space with room to lie down."]
+    runs = []
+    for order, workers in ((texts, 1), (texts[::-1], 2), (texts[3:] + texts[:3], 2)):
+        runs.append({t: c.samples.tobytes() for t, c in engine.render(order, "gmw/en-us", 160, workers=workers)})
+    assert runs[0] == runs[1] == runs[2]
+
+
+def test_a_pyttsx3_worker_imports_only_what_speaking_needs():
+    # Each cue forks the worker, and a fork costs about in proportion to the
+    # memory the worker has written: these would double it.
+    with WorkerPool(PROBE) as pool:
+        modules = set(pool.call("modules"))
+    assert "pyttsx3.drivers._espeak" in modules
+    assert not modules & {"numpy", "multiprocessing", "importlib.metadata", "subprocess", "tempfile",
+                          "voiceflex.voice.workers", "voiceflex.files", "voiceflex.errors"}
+
+
+def test_the_engine_version_names_pyttsx3_libespeak_and_the_fresh_state(monkeypatch, tmp_path):
+    # Part of every cache key: the same string as before it was put together outside the worker.
+    monkeypatch.setenv("VOICEFLEX_CACHE_DIR", str(tmp_path))
+    import re
+    from importlib import metadata
+
+    pattern = rf"pyttsx3 {re.escape(metadata.version('pyttsx3'))}, libespeak-ng [0-9][^,]*, fresh state per cue"
+    assert re.fullmatch(pattern, get_engine("pyttsx3").version)

@@ -1,8 +1,8 @@
 """Worker processes hosting a TTS library: started, fed one cue at a time, restarted on failure.
 
 A crash in a C speech library takes its whole process down, so such a library
-runs only inside these workers.  The parent talks to each worker over a socket
-pair with multiprocessing's Connection (pickled tuples):
+runs only inside these workers (voice/worker_main.py).  The parent talks to
+each worker over a socket pair, in length-prefixed pickles:
 
     parent -> worker   (method, *args)            e.g. ("render", text, voice, rate)
     worker -> parent   ("ok", result) | ("error", message)
@@ -15,7 +15,6 @@ and the cue is tried once more; a second failure is an EngineError naming the cu
 
 from __future__ import annotations
 
-import importlib
 import json
 import os
 import re
@@ -28,12 +27,13 @@ import tempfile
 import time
 from collections import Counter, deque
 from collections.abc import Iterator, Sequence
-from multiprocessing.connection import Connection, wait
+from multiprocessing.connection import wait
 from pathlib import Path
 from typing import Any
 
 from voiceflex import files
 from voiceflex.errors import EngineError
+from voiceflex.voice import worker_main
 
 CUE_TIMEOUT = 20.0  # seconds one cue may take, worker start-up included
 WORKDIR_PREFIX = "voiceflex-workers-"
@@ -42,7 +42,7 @@ WORKDIR_PREFIX = "voiceflex-workers-"
 # spawn does), so the worker imports exactly the modules the parent would.
 _BOOTSTRAP = (
     "import sys, json; sys.path[:] = json.loads(sys.argv[1]); "
-    "from voiceflex.voice.workers import main; main(int(sys.argv[2]), sys.argv[3])"
+    "from voiceflex.voice.worker_main import main; main(int(sys.argv[2]), sys.argv[3])"
 )
 
 
@@ -69,13 +69,13 @@ class _Worker:
                 stderr=self._stderr,
                 pass_fds=(child_end.fileno(),),
             )
-        self.conn = Connection(parent_end.detach())
+        self.conn = parent_end  # a socket: what wait() watches; its fd is what worker_main reads
         self.text: str | None = None  # the cue it is working on
         self.deadline = 0.0
 
     def send(self, method: str, *args: Any, timeout: float) -> None:
         try:
-            self.conn.send((method, *args))
+            worker_main.send(self.conn.fileno(), (method, *args))
         except OSError:
             # It died since its last answer (killed, or its library crashed
             # after the cue).  Reading its answer finds the end of the
@@ -212,9 +212,9 @@ class WorkerPool:
     def _answer(self, worker: _Worker, timeout: float) -> tuple[bool, Any]:
         """(True, result) or (False, why it failed); never raises for a broken worker."""
         try:
-            if not worker.conn.poll(max(0.0, timeout)):
+            if not wait([worker.conn], max(0.0, timeout)):
                 return False, f"no answer within {self.timeout:g} s"
-            status, value = worker.conn.recv()
+            status, value = worker_main.recv(worker.conn.fileno())
         except (EOFError, OSError):
             return False, worker.death()
         return status == "ok", value
@@ -224,35 +224,3 @@ def sweep_dead(folder: Path, prefix: str) -> None:
     """Remove the scratch folders `prefix<pid>-...` in `folder` whose process is gone."""
     files.sweep(folder, re.compile(re.escape(prefix) + r"(\d+)-"))
 
-
-def main(fd: int, backend_spec: str) -> None:
-    """The worker process: build the backend, then answer requests until the parent goes away."""
-    # Ctrl-C reaches the whole process group; the parent decides and stops us.
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    conn = Connection(fd)
-    module_name, _, class_name = backend_spec.partition(":")
-    try:
-        backend = getattr(importlib.import_module(module_name), class_name)()
-        broken = None
-    except Exception as e:  # reported for every request: the parent names the cue
-        backend, broken = None, _describe(e)
-    while True:
-        try:
-            method, *args = conn.recv()
-        except (EOFError, OSError):
-            return
-        if broken is not None:
-            reply = ("error", broken)
-        elif method.startswith("_") or not hasattr(backend, method):
-            reply = ("error", f"the speech process has no {method!r}")
-        else:
-            try:
-                reply = ("ok", getattr(backend, method)(*args))
-            except Exception as e:
-                reply = ("error", _describe(e))
-        conn.send(reply)
-
-
-def _describe(e: BaseException) -> str:
-    message = str(e).strip()
-    return f"{type(e).__name__}: {message}" if message else type(e).__name__
