@@ -2,9 +2,18 @@
 
 from __future__ import annotations
 
+import signal
+
 import pytest
 
 from helpers.fakes import FakeEngine
+
+# Started in the background by a shell without job control (`scripts/test &`),
+# the tests inherit SIGINT ignored, and so would every voiceflex they start:
+# the tests of Ctrl-C would see it ignored.  A handler of our own is reset to
+# the default in each child, as at a terminal.
+if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 @pytest.fixture
