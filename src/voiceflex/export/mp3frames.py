@@ -1,9 +1,9 @@
 """LAME's MP3 frames: walk them, and splice parts encoded apart into the stream one LAME makes.
 
 Parts encoded apart on the 576-sample grid, overlapping around each join, are
-joined at a frame where both made the same window choice and the bit reservoir
-of the later part fits in the earlier one's; `splice` checks that on the
-frames and never writes a doubtful join (docs/internals.md, "Splicing MP3 parts").
+joined at a frame where their windows meet as one encoder's would and the bit
+reservoir of the later part fits in the earlier one's; `splice` checks that on
+the frames and never writes a doubtful join (docs/internals.md, "Splicing MP3 parts").
 """
 
 from __future__ import annotations
