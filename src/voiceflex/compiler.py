@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import bisect
 import re
-from dataclasses import dataclass
+import dataclasses
 from typing import Any, Callable
 
 from voiceflex.errors import Diagnostic, Location, RoutineError
@@ -42,17 +42,6 @@ class _Stop(Exception):
     """A limit was crossed; compiling further would only repeat the error."""
 
 
-@dataclass
-class _Raw:
-    kind: str
-    start: int
-    end: int
-    source: Location
-    text: str | None = None
-    name: str | None = None
-    freq: float | tuple[float, float] | None = None
-
-
 class _Compiler:
     def __init__(self, routine: Routine, speech_ms: SpeechLength):
         self.routine = routine
@@ -60,7 +49,7 @@ class _Compiler:
         self.tones = routine.tones
         self.gap = routine.voice.gap_ms
         self.english = routine.voice.language.lower().startswith("en")
-        self.events: list[_Raw] = []
+        self.events: list[Event] = []  # their chapter set once the chapters are known
         self.chapters: list[tuple[int, str]] = []
         self.spans: list[Span] = []
         self.rests: list[tuple[int, Hold]] = []  # (start, rest) to announce, once the chapters are known
@@ -107,7 +96,7 @@ class _Compiler:
     def speech(self, start: int, text: str, source: Location) -> int:
         self.speakable(text, source)
         end = start + max(0, int(self.speech_ms(text)))
-        self.add(_Raw("speech", start, end, source, text=text))
+        self.add(Event("speech", start, end, 0, source, text=text))  # chapters come last
         return end
 
     def speakable(self, text: str, source: Location) -> None:
@@ -126,10 +115,10 @@ class _Compiler:
         spec = self.tones[name]
         end = start + (length if length is not None else spec.ms)
         freq = (spec.freq, spec.freq_end) if spec.is_glide else spec.freq
-        self.add(_Raw("tone", start, end, source, name=name, freq=freq))
+        self.add(Event("tone", start, end, 0, source, name=name, freq_hz=freq))
         return end
 
-    def add(self, event: _Raw) -> None:
+    def add(self, event: Event) -> None:
         self.events.append(event)
         if len(self.events) > MAX_EVENTS:
             self.error(event.source, f"the routine has more than {MAX_EVENTS:,} cues and tones")
@@ -333,38 +322,38 @@ class _Compiler:
     # ---- results -----------------------------------------------------------
 
     def check_overlaps(self) -> None:
-        speech = sorted((e for e in self.events if e.kind == "speech"), key=lambda e: (e.start, e.end))
+        speech = sorted((e for e in self.events if e.kind == "speech"), key=lambda e: (e.start_ms, e.end_ms))
         for a, b in zip(speech, speech[1:]):
-            if a.end > b.start:
-                self.error(a.source, f'"{short(a.text or "", 40)}" lasts {(a.end - a.start) / 1000:.2f} s and runs into '
-                                     f'"{short(b.text or "", 40)}" at {_clock(b.start)} ({b.source.file}:{b.source.line}); '
+            if a.end_ms > b.start_ms:
+                self.error(a.source, f'"{short(a.text or "", 40)}" lasts {(a.end_ms - a.start_ms) / 1000:.2f} s and runs into '
+                                     f'"{short(b.text or "", 40)}" at {_clock(b.start_ms)} ({b.source.file}:{b.source.line}); '
                                      "shorten or move one of them")
 
     def timeline(self, cursor: int) -> Timeline:
-        self.events.sort(key=lambda e: e.start)  # stable: ties keep the order they were made in
-        duration = max([cursor, *(e.end for e in self.events)])
+        self.events.sort(key=lambda e: e.start_ms)  # stable: ties keep the order they were made in
+        duration = max([cursor, *(e.end_ms for e in self.events)])
         starts = [start for start, _ in self.chapters] + [duration]
         chapters = tuple(Chapter(title, start, starts[i + 1]) for i, (start, title) in enumerate(self.chapters))
         events, index = [], 0
         for e in self.events:
-            while index + 1 < len(chapters) and chapters[index + 1].start_ms <= e.start:
+            while index + 1 < len(chapters) and chapters[index + 1].start_ms <= e.start_ms:
                 index += 1
-            events.append(Event(e.kind, e.start, e.end, index, e.source, e.text, e.name, e.freq))
+            events.append(dataclasses.replace(e, chapter=index))
         warnings = tuple(Diagnostic(loc, msg) for loc, msg in self.warnings)
         spans = tuple(sorted(self.spans, key=lambda s: s.start_ms))
         return Timeline(self.routine.title, duration, chapters, tuple(events), warnings, spans)
 
 
-def _merged(events: list[_Raw]) -> tuple[list[int], list[int]]:
+def _merged(events: list[Event]) -> tuple[list[int], list[int]]:
     """Starts and ends of the spans `events` cover, overlapping or touching ones joined, in order."""
     starts: list[int] = []
     ends: list[int] = []
-    for e in sorted(events, key=lambda e: e.start):
-        if ends and e.start <= ends[-1]:
-            ends[-1] = max(ends[-1], e.end)
+    for e in sorted(events, key=lambda e: e.start_ms):
+        if ends and e.start_ms <= ends[-1]:
+            ends[-1] = max(ends[-1], e.end_ms)
         else:
-            starts.append(e.start)
-            ends.append(e.end)
+            starts.append(e.start_ms)
+            ends.append(e.end_ms)
     return starts, ends
 
 
