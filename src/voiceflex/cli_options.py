@@ -7,7 +7,6 @@ import re
 from pathlib import Path
 
 from voiceflex.errors import UsageError
-from voiceflex.routine.values import short
 
 
 def voice_options(p: argparse.ArgumentParser) -> None:
@@ -50,6 +49,8 @@ def short_text(text: str) -> str:
 
 def _shown(text: str) -> str:
     """An argument, cut short and with unprintable characters escaped, for a message."""
+    from voiceflex.routine.values import short  # only on a bad argument: `--help` loads no routine reader
+
     text = short(text, 40)
     return repr(text) if not text.isprintable() or not text else f'"{text}"'
 

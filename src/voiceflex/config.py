@@ -14,12 +14,13 @@ from typing import Any, Mapping
 import platformdirs
 
 from voiceflex.errors import ConfigError, Diagnostic, Location, UsageError
-from voiceflex.routine.model import VoiceSettings
+from voiceflex.routine.model import BEDS, VoiceSettings
+from voiceflex.routine.schema import VOICE_FIELDS
 
 CONFIG_NAME = "config.toml"
 MAX_CONFIG_BYTES = 64 * 1024  # a config is a few lines; refuse to read a huge file whole
-BEDS = ("brown-noise", "rain", "drone")  # built-in beds (docs/beds.md), generated, need no file
-RATES = (80, 400)  # words per minute, as routine files allow (docs/routine-format.md, `voice`)
+# Words per minute, as routine files allow (docs/routine-format.md, `voice`).
+RATES = (int(VOICE_FIELDS["rate"].min), int(VOICE_FIELDS["rate"].max))
 
 # What each key means; the defaults apply when neither the command line, the
 # routine nor the config file sets a key.

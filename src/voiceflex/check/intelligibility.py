@@ -9,13 +9,12 @@ import numpy as np
 
 from voiceflex.check.cue_verdicts import ToneSpans
 from voiceflex.check.loudness_checks import Measure
-from voiceflex.check.recogniser import RATE_16K
+from voiceflex.check.recogniser import INSTALL_HINT, RATE_16K
 from voiceflex.check.report import FAIL, PASS, WARNING, SlotWarning
 from voiceflex.errors import MissingComponentError
 from voiceflex.spoken import words
 from voiceflex.timeline import Event
 
-INSTALL_HINT = "pip install 'voiceflex[check]'"
 
 # Audio kept around a cue's planned span: the recogniser hears a clipped
 # start or end, and a soft word ending is not cut off; never into a

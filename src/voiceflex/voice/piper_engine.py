@@ -10,6 +10,7 @@ import numpy as np
 
 from voiceflex.audio.rate import RATE
 from voiceflex.errors import EngineError, MissingComponentError
+from voiceflex.routine.schema import VOICE_FIELDS
 from voiceflex.voice.engine import Clip, VoiceInfo, trim_silence
 from voiceflex.voice.espeak_cli import as_plain_text
 from voiceflex.voice.piper_voices import PiperVoiceFile, find_voices, models_digest
@@ -26,7 +27,7 @@ _FIX = "pip install 'voiceflex[piper]' (or run scripts/setup)"
 # length_scale = 1.619 * 160 / rate - 0.309, the offset set so that 160 words a
 # minute give 156.6 s (1.31); 80 give 321.1 s, 400 give 71.6 s.
 _STRETCH, _FIXED = 1.619, 0.309
-MIN_RATE, MAX_RATE = 80, 400
+MIN_RATE, MAX_RATE = int(VOICE_FIELDS["rate"].min), int(VOICE_FIELDS["rate"].max)  # as routine files allow
 
 # The model's own noise is drawn inside it: with it, one text gives different
 # audio every call.  Without it the output is a function of the text and the
