@@ -15,3 +15,9 @@ def ffmpeg_path(needed_for: str = "it encodes MP3 files") -> str:
     if not found:
         raise MissingComponentError(f"ffmpeg is not installed; {needed_for}", hint=FFMPEG_HINT)
     return found
+
+
+def last_line(text: str) -> str:
+    """The last line a program printed that is not blank (its error, for a one-line message)."""
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    return lines[-1] if lines else "no message"

@@ -32,7 +32,7 @@ from voiceflex.audio.duck import Envelope, envelope
 from voiceflex.audio.loudness import HOP, K_TAIL, from_db, gated_loudness, hop_energies, k_weight, true_peak
 from voiceflex.audio.rate import RATE, ms_to_samples
 from voiceflex.errors import Diagnostic, RoutineError, UsageError, VoiceflexError
-from voiceflex.programs import ffmpeg_path
+from voiceflex.programs import ffmpeg_path, last_line
 from voiceflex.routine.model import BEDS, Background
 from voiceflex.timeline import Timeline
 
@@ -237,7 +237,7 @@ def _decode(background: Background, raw: Path) -> int:
             process.stdout.close()
             code = process.wait()
         err.seek(0)
-        detail = _last_line(err.read().decode(errors="replace"))
+        detail = last_line(err.read().decode(errors="replace"))
     if code != 0 and written >= 2 * RATE // 10:
         raise BedError(f"{_named(background)}: ffmpeg stopped decoding it after "
                        f"{written / 2 / RATE:.1f} s: {detail}")
@@ -248,14 +248,10 @@ def _decode(background: Background, raw: Path) -> int:
 
 def _file_digest(background: Background) -> str:
     """The content hash of the bed's file (a file edited in place is decoded again)."""
-    digest = hashlib.sha256()
     try:
-        with open(background.sound, "rb") as f:
-            while block := f.read(_READ):
-                digest.update(block)
+        return files.sha256_of(background.sound)
     except OSError as exc:
         raise _bad(background, f"cannot be read: {exc.strerror or exc}") from None
-    return digest.hexdigest()
 
 
 def _bad(background: Background, problem: str) -> VoiceflexError:
@@ -275,7 +271,4 @@ def _read(f, first: int, n: int) -> np.ndarray:
     return np.frombuffer(data, "<i2").astype(np.float32) * np.float32(1.0 / 32768.0)
 
 
-def _last_line(text: str) -> str:
-    lines = [line.strip() for line in text.splitlines() if line.strip()]
-    return lines[-1] if lines else "no message"
 

@@ -12,7 +12,7 @@ import numpy as np
 
 from voiceflex.audio.rate import RATE
 from voiceflex.errors import MissingComponentError, UsageError, VoiceflexError
-from voiceflex.programs import FFMPEG_HINT, ffmpeg_path
+from voiceflex.programs import FFMPEG_HINT, ffmpeg_path, last_line
 
 RATE_16K = 16_000
 
@@ -106,7 +106,7 @@ class LoudnessMeter:
         _, err = self._process.communicate()
         text = err.decode(errors="replace")
         if self._process.returncode != 0:
-            raise VoiceflexError(f"ffmpeg could not measure loudness: {_last_line(text)}")
+            raise VoiceflexError(f"ffmpeg could not measure loudness: {last_line(text)}")
         return parse_ebur128(text)
 
     def cancel(self) -> None:
@@ -208,9 +208,6 @@ def _run(command: list[str], failure) -> None:
     except FileNotFoundError:
         raise MissingComponentError("ffmpeg is not installed", hint=FFMPEG_HINT) from None
     if done.returncode != 0:
-        raise failure(_last_line(done.stderr.decode(errors="replace")))
+        raise failure(last_line(done.stderr.decode(errors="replace")))
 
 
-def _last_line(text: str) -> str:
-    lines = [line.strip() for line in text.splitlines() if line.strip()]
-    return lines[-1] if lines else "no message"

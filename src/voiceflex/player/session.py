@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import bisect
 import re
-import threading
-import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Callable
 

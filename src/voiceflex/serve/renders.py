@@ -326,8 +326,4 @@ def _file_digest(name) -> str | None:
     """The sha256 of a music file's bytes (a bed's name or none: None), so a changed file renders anew."""
     if not isinstance(name, str) or not os.path.isfile(name):
         return None
-    digest = hashlib.sha256()
-    with open(name, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
+    return files.sha256_of(name)
